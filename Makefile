@@ -1,0 +1,71 @@
+# Thin wrappers around the `augbench` CLI. Variables: POLICY, SWEEP, METHOD, SEEDS, EPOCHS, EXECUTOR, OUT.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+AUGBENCH := $(BIN)/augbench
+export AUGBENCH_DATA ?= $(abspath ../shared/data)
+
+POLICY   ?= simclr
+SWEEP    ?=
+METHOD   ?=
+SEEDS    ?=
+EPOCHS   ?=
+EXECUTOR ?= auto
+OUT      ?= results/figures/preview_$(POLICY).png
+
+.PHONY: setup test preview policies bench-aug train sweep status cancel collect plots tables report slurm-up slurm-down clean
+
+setup: $(BIN)/.installed
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	# torch first, pinned: the CPU wheel on local disk here; a cluster can preinstall its CUDA build.
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/python -c "import torch"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+policies: setup
+	$(AUGBENCH) policies
+
+preview: setup
+	$(AUGBENCH) preview --policy $(POLICY) --out $(OUT)
+
+bench-aug: setup
+	$(AUGBENCH) bench-aug
+
+train: setup
+	$(AUGBENCH) train --policy $(POLICY) $(if $(METHOD),--method $(METHOD)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+# make sweep POLICY=no_crop  |  make sweep SWEEP=crop_matters
+sweep: setup
+	$(AUGBENCH) sweep run $(if $(SWEEP),$(SWEEP),--policy $(POLICY)) --executor $(EXECUTOR) \
+	  $(if $(METHOD),--method $(METHOD)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+status: setup
+	$(AUGBENCH) sweep status $(SWEEP)
+
+cancel: setup
+	$(AUGBENCH) sweep cancel $(SWEEP)
+
+collect: setup
+	$(AUGBENCH) collect
+
+plots: setup
+	$(AUGBENCH) report --only plots
+
+tables: setup
+	$(AUGBENCH) report --only tables
+
+report: setup
+	$(AUGBENCH) report
+
+slurm-up:
+	SLURM_LOCAL_ACCOUNTING=1 bash ../shared/slurm/start-local-slurm.sh
+
+slurm-down:
+	bash ../shared/slurm/stop-local-slurm.sh
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
