@@ -1,0 +1,72 @@
+"""RunConfig: validation names the field; the run id hashes the whole config, policy included."""
+import pytest
+import yaml
+
+from augbench.augment.ops import PolicyError
+from augbench.config import ConfigError, RunConfig
+
+
+def test_defaults_validate_and_hash_is_stable():
+    a, b = RunConfig(), RunConfig()
+    a.validate()
+    assert a.run_id == b.run_id and len(a.run_id) == 16
+
+
+def test_run_id_changes_with_any_policy_parameter():
+    base = RunConfig(policy="full")
+    spec = base.policy_spec()
+    spec["ops"][0]["scale"] = [0.2, 1.0]  # same name, one parameter changed
+    changed = RunConfig(policy=spec)
+    assert spec["name"] == "full"
+    assert changed.run_id != base.run_id
+    assert RunConfig(policy="no_crop").run_id != base.run_id
+    assert RunConfig(seed=1).run_id != base.run_id
+
+
+def test_named_policy_and_its_expanded_spec_hash_alike():
+    assert RunConfig(policy="no_flip").run_id == RunConfig(policy=RunConfig(policy="no_flip").policy_spec()).run_id
+
+
+def test_execution_fields_do_not_change_run_id():
+    assert RunConfig(ckpt_every=5, progress=False, device="cpu").run_id == RunConfig().run_id
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("method", "moco", "'method'"),
+    ("epochs", 0, "'epochs'"),
+    ("batch_size", "big", "'batch_size'"),
+    ("proj_depth", 4, "'proj_depth'"),
+    ("dataset", "mnist", "'dataset'"),
+    ("temperature", 0.0, "'temperature'"),
+    ("momentum", "yes", "'momentum'"),
+])
+def test_bad_values_name_the_field(field, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        RunConfig.from_dict({field: value})
+
+
+def test_unknown_key_and_bad_policy():
+    with pytest.raises(ConfigError, match="unknown key.*'epoch'"):
+        RunConfig.from_dict({"epoch": 3})
+    with pytest.raises(PolicyError, match="unknown policy 'no_such'"):
+        RunConfig.from_dict({"policy": "no_such"})
+    with pytest.raises(PolicyError, match=r"ops\[1\].*unknown op 'rotate'"):
+        RunConfig.from_dict({"policy": {"name": "x", "ops": [{"op": "resize"}, {"op": "rotate"}]}})
+
+
+def test_byol_needs_a_projector():
+    with pytest.raises(ConfigError, match="proj_depth"):
+        RunConfig.from_dict({"method": "byol", "proj_depth": 0})
+
+
+def test_yaml_file_round_trip_and_errors(tmp_path):
+    cfg = RunConfig(method="vicreg", policy="no_color", epochs=3, seed=2)
+    p = tmp_path / "run.yaml"
+    p.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert RunConfig.from_yaml(p).run_id == cfg.run_id
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        RunConfig.from_yaml(bad)
+    with pytest.raises(ConfigError, match="no such config file"):
+        RunConfig.from_yaml(tmp_path / "missing.yaml")

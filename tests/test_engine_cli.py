@@ -1,0 +1,48 @@
+"""The engine's commands: `augbench policies`, `preview` and `bench-aug` (structure, not speed)."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from augbench.cli import main
+
+
+def test_policies_lists_every_named_policy(capsys):
+    from augbench.augment import NAMED
+
+    assert main(["policies"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMED:
+        assert f"{name}:\n" in out
+    assert "view 1: gaussian_blur: p=0.1; solarize: p=0.2" in out  # BYOL's asymmetric second view
+    assert main(["policies", "nope"]) == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+
+
+def test_preview_writes_grid_of_real_images(tmp_path):
+    from augbench.data import load_dataset
+
+    out = tmp_path / "p.png"
+    assert main(["preview", "--policy", "none", "--out", str(out), "--n", "3", "--views", "2", "--scale", "1"]) == 0
+    img = np.asarray(Image.open(out))
+    pad = 2
+    assert img.shape == (3 * (32 + pad) + pad, 3 * (32 + pad) + pad, 3)
+    # first column: the originals; with the `none` policy the views are the same images (un-normalised)
+    ds = load_dataset("cifar10", "train", subset=1)
+    first = img[pad:pad + 32, pad:pad + 32]
+    assert np.array_equal(first, ds.images[0].permute(1, 2, 0).numpy())
+    view = img[pad:pad + 32, 2 * pad + 32:2 * pad + 64].astype(int)
+    assert np.abs(view - first.astype(int)).max() <= 1
+    assert main(["preview", "--out", str(tmp_path / "x.jpg")]) == 2
+
+
+def test_bench_writes_json(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench-aug", "--cases", "32px_b256", "--backends", "fused", "kornia", "--iters", "1",
+                 "--batch", "8", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    case = rep["cases"]["32px_b256"]
+    assert case["batch"] == 8 and case["images"] == "cifar10-train"
+    assert set(case["views_per_s"]) == {"fused", "kornia"} and case["ratio_to_kornia"]["kornia"] == 1.0
+    assert rep["env"]["torch"] and rep["env"]["device"] == "cpu"
+    assert "x kornia" in capsys.readouterr().out

@@ -1,0 +1,140 @@
+"""The policy data model: validation messages name the field, generators, YAML, the registry."""
+import pytest
+import yaml
+
+from augbench.augment import NAMED, Policy, PolicyError, leave_one_out, only, pairwise, strength_sweep
+from augbench.errors import UserError
+
+
+def _pol(*ops, views=None):
+    d = {"name": "t", "ops": list(ops)}
+    if views is not None:
+        d["views"] = views
+    return Policy.from_dict(d)
+
+
+@pytest.mark.parametrize("ops, field", [
+    ([{"op": "rotate"}], "ops[0]"),
+    ([{"op": "horizontal_flip", "prob": 0.5}], "ops[0] (horizontal_flip): unknown parameter(s) ['prob']"),
+    ([{"op": "horizontal_flip", "p": 1.5}], "ops[0].p"),
+    ([{"op": "random_resized_crop", "scale": [0.9, 0.2]}], "ops[0].scale: min 0.9 > max 0.2"),
+    ([{"op": "random_resized_crop", "scale": [0.0, 1.0]}], "ops[0].scale"),
+    ([{"op": "gaussian_blur", "kernel_size": 4}], "ops[0].kernel_size: must be odd"),
+    ([{"op": "color_jitter", "hue": 0.7}], "ops[0].hue"),
+    ([{"op": "patch_mask", "ratio": 1.0}], "ops[0].ratio"),
+    ([{"op": "normalize", "std": [0.2, 0.0, 0.2]}], "ops[0].std"),
+    ([{"op": "resize"}, {"op": "random_resized_crop"}], "either random_resized_crop or resize"),
+    ([{"op": "normalize"}, {"op": "grayscale"}], "normalize must come last"),
+])
+def test_validation_errors_name_the_field(ops, field):
+    with pytest.raises(PolicyError) as e:
+        _pol(*ops)
+    assert field in str(e.value)
+    assert isinstance(e.value, UserError)  # the CLI turns it into a message and exit code 2
+
+
+def test_view_override_errors_name_the_view():
+    with pytest.raises(PolicyError, match=r"views\[1\]\.gaussian_blur\.p"):
+        _pol({"op": "gaussian_blur"}, views=[{}, {"gaussian_blur": {"p": 2.0}}])
+    with pytest.raises(PolicyError, match=r"views\[0\]\.solarize: overrides an op the policy does not have"):
+        _pol({"op": "gaussian_blur"}, views=[{"solarize": {"p": 0.1}}])
+
+
+def test_jitter_scalars_follow_torchvision():
+    p = _pol({"op": "color_jitter", "brightness": 0.4, "contrast": 1.5, "hue": 0.1}).params("color_jitter")
+    assert p["brightness"] == (0.6, 1.4)
+    assert p["contrast"] == (0.0, 2.5)  # clipped at 0 for a multiplicative factor
+    assert p["hue"] == (-0.1, 0.1)
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nops: [ {op: grayscale\n")
+    with pytest.raises(PolicyError, match="bad.yaml: not a valid YAML"):
+        Policy.from_yaml(bad)
+    with pytest.raises(PolicyError, match="missing.yaml: no such policy file"):
+        Policy.from_yaml(tmp_path / "missing.yaml")
+    nonmap = tmp_path / "list.yaml"
+    nonmap.write_text("- 1\n- 2\n")
+    with pytest.raises(PolicyError, match="list.yaml: expected a mapping"):
+        Policy.from_yaml(nonmap)
+    with pytest.raises(PolicyError, match="unknown policy 'simclrr'"):
+        Policy.named("simclrr")
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_yaml_round_trip(name, tmp_path):
+    p = Policy.named(name)
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(p.to_yaml())
+    q = Policy.from_yaml(f)
+    assert q == p
+    assert yaml.safe_load(p.to_yaml()) == p.to_dict()
+
+
+def test_registry_contents():
+    for n in ("full", "simclr", "byol", "vicreg", "no_crop", "no_color", "no_blur", "no_flip", "no_solarize",
+              "crop_only", "crop_color_only", "mask_instead_of_crop", "weak", "none"):
+        assert n in NAMED, n
+    full = Policy.named("full")
+    assert full.op_names == ["random_resized_crop", "horizontal_flip", "color_jitter", "grayscale",
+                             "gaussian_blur", "solarize", "normalize"]
+    simclr = Policy.named("simclr")
+    assert not simclr.has("solarize") and simclr.params("color_jitter")["p"] == 0.8
+    byol = Policy.named("byol")
+    v0, v1 = dict(byol.for_view(0)), dict(byol.for_view(1))
+    assert (v0["gaussian_blur"]["p"], v0["solarize"]["p"]) == (1.0, 0.0)
+    assert (v1["gaussian_blur"]["p"], v1["solarize"]["p"]) == (0.1, 0.2)
+    assert dict(byol.for_view(2)) == v0  # overrides cycle
+    no_crop = Policy.named("no_crop")
+    assert no_crop.op_names[0] == "resize" and no_crop.output_size == (32, 32)
+    assert Policy.named("crop_only").op_names == ["random_resized_crop", "normalize"]
+    mask = Policy.named("mask_instead_of_crop")
+    assert mask.op_names[-1] == "patch_mask" and not mask.has("random_resized_crop")
+    assert Policy.named("weak").params("random_resized_crop")["scale"] == (0.5, 1.0)
+
+
+def test_leave_one_out():
+    base = Policy.named("full")
+    pols = leave_one_out(base)
+    names = [p.name for p in pols]
+    assert names == ["full", "no_crop", "no_flip", "no_color", "no_jitter", "no_gray", "no_blur", "no_solarize"]
+    by = {p.name: p for p in pols}
+    assert not by["no_color"].has("color_jitter") and not by["no_color"].has("grayscale")
+    assert by["no_jitter"].has("grayscale")
+    assert by["no_crop"].params("resize") == {"size": (32, 32)}
+    for p in pols[1:]:  # each drops only its own group
+        assert len(set(base.op_names) - set(p.op_names) - {"random_resized_crop"}) <= 2
+    # a BYOL base keeps its per-view overrides for the ops that remain
+    byol_no_blur = leave_one_out(Policy.named("byol"), ["blur"])[1]
+    assert byol_no_blur.name == "byol-no_blur" and byol_no_blur.views == ({"solarize": {"p": 0.0}},
+                                                                          {"solarize": {"p": 0.2}})
+
+
+def test_only_and_pairwise():
+    base = Policy.named("full")
+    p = only(base, ["crop", "blur"])
+    assert p.name == "crop_blur_only" and p.op_names == ["random_resized_crop", "gaussian_blur", "normalize"]
+    assert only(base, ["blur"]).op_names == ["resize", "gaussian_blur", "normalize"]
+    pairs = pairwise(base)
+    assert len(pairs) == 4 + 6  # four groups alone, every pair
+    assert "pair_crop+color" in [q.name for q in pairs]
+    with pytest.raises(PolicyError, match="unknown augmentation group 'colour'"):
+        only(base, ["colour"])
+
+
+def test_strength_sweeps():
+    base = Policy.named("full")
+    crops = strength_sweep(base, "crop_scale", [0.08, 0.5, 1.0])
+    assert [c.params("random_resized_crop")["scale"] for c in crops] == [(0.08, 1.0), (0.5, 1.0), (1.0, 1.0)]
+    col = strength_sweep(base, "color", [0.5, 1.0])[1].params("color_jitter")
+    assert col["brightness"] == pytest.approx((0.2, 1.8)) and col["hue"] == pytest.approx((-0.2, 0.2))
+    masks = strength_sweep(base, "mask_ratio", [0.0, 0.75])
+    assert not masks[0].has("patch_mask") and masks[1].params("patch_mask")["ratio"] == 0.75
+    blur = strength_sweep(base, "gaussian_blur.p", [0.0, 1.0])
+    assert [b.params("gaussian_blur")["p"] for b in blur] == [0.0, 1.0]
+    assert len({b.name for b in blur}) == 2
+    with pytest.raises(PolicyError, match="unknown strength knob"):
+        strength_sweep(base, "sharpness", [1])
+    with pytest.raises(PolicyError, match=r"ops\[4\]\.p: probability"):  # out of range fails like any policy
+        strength_sweep(base, "gaussian_blur.p", [1.5])

@@ -1,0 +1,173 @@
+"""Sweep files -> validated RunConfigs -> plan; CLI refusals; concurrent row writers. No training here
+(see test_sweep_local.py for real runs)."""
+import multiprocessing as mp
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augbench.cli import main as cli
+from augbench.config import RunConfig
+from augbench.errors import UserError
+from augbench.results import collect, read_row, write_row
+from augbench.sweep import expand, load_sweep, make_plan, policy_sweep, sweep_from_dict
+
+
+def write_sweep(tmp_path: Path, d: dict, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+SMALL = {"name": "t", "base": {"epochs": 2, "width": 8}, "axes": {"policy": ["full", "no_crop"], "seed": [0, 1]}}
+
+
+# ---------------------------------------------------------------------- shipped sweeps
+def test_crop_matters_is_four_methods_by_six_policies_by_three_seeds():
+    cfgs = expand(load_sweep("crop_matters"))
+    assert len(cfgs) == 72 and len({c.run_id for c in cfgs}) == 72
+    assert {c.method for c in cfgs} == {"simclr", "byol", "vicreg", "barlow"}
+    assert {c.policy_name for c in cfgs} == {"full", "no_crop", "no_color", "no_flip", "no_blur", "crop_only"}
+    assert {c.seed for c in cfgs} == {0, 1, 2}
+    assert all(c.epochs == 30 and c.backbone == "resnet18" and c.cifar_stem for c in cfgs)
+
+
+def test_masking_sweeps_mask_ratio_on_both_backbones():
+    cfgs = expand(load_sweep("masking"))
+    assert len(cfgs) == 2 * 4 * 3
+    ratios = set()
+    for c in cfgs:
+        pol = c.policy_obj()
+        assert not pol.has("random_resized_crop")
+        ratios.add(pol.params("patch_mask")["ratio"] if pol.has("patch_mask") else 0.0)
+    assert ratios == {0.0, 0.25, 0.5, 0.75}
+    assert {c.backbone for c in cfgs} == {"resnet18", "vit_tiny"}
+
+
+@pytest.mark.parametrize("name,n", [("projector", 24), ("momentum", 24), ("smoke", 4), ("default", 3)])
+def test_every_shipped_sweep_expands(name, n):
+    assert len(expand(load_sweep(name))) == n
+
+
+def test_policy_generators_expand_to_the_policy_module_names(tmp_path):
+    d = {**SMALL, "axes": {"policy": [{"leave_one_out": "full"}, {"only": [["crop"], ["crop", "color"]], "base": "full"},
+                                      {"strength": "crop_scale", "base": "full", "values": [0.2, 0.5]}]}}
+    names = [c.policy_name for c in expand(sweep_from_dict(d))]
+    assert names[:3] == ["full", "no_crop", "no_flip"]
+    assert {"crop_only", "crop_color_only", "crop_scale=0.2", "crop_scale=0.5"} <= set(names)
+    # named policies and their generated twins hash the same: `full` from leave_one_out is deduped
+    assert len(names) == len(set(names))
+    pw = expand(sweep_from_dict({**SMALL, "axes": {"policy": {"pairwise": "full"}}}))
+    assert {"pair_crop", "pair_crop+color"} <= {c.policy_name for c in pw}
+
+
+def test_identical_runs_are_deduplicated_and_include_exclude_apply():
+    d = {**SMALL, "axes": {"policy": ["full", "no_crop"], "seed": [0, 1], "progress": [True, False]},
+         "exclude": [{"policy": "no_crop", "seed": 1}], "include": [{"policy": "full", "seed": 0}, {"method": "byol"}]}
+    cfgs = expand(sweep_from_dict(d))
+    # progress is execution-only (not hashed): 8 crossed -> 4, minus 1 excluded, + byol; the full/0 include is a dup
+    got = sorted((c.method, c.policy_name, c.seed) for c in cfgs)
+    assert got == [("byol", "simclr", 0), ("simclr", "full", 0), ("simclr", "full", 1), ("simclr", "no_crop", 0)]
+
+
+# ---------------------------------------------------------------------- validation names file and field
+@pytest.mark.parametrize("change,needle", [
+    ({"colour": 1}, "colour"),
+    ({"axes": {"policy": ["full", "no_such_policy"]}}, "no_such_policy"),
+    ({"axes": {"method": ["simclr", "moco"]}}, "'method'"),
+    ({"axes": {"backbone": ["resnet34"]}}, "'backbone'"),
+    ({"axes": {"proj_depth": [1, 7]}}, "'proj_depth'"),
+    ({"axes": {"lerning_rate": [0.1]}}, "lerning_rate"),
+    ({"axes": {"seed": []}}, "axes.seed"),
+    ({"base": {"epochs": 0}}, "'epochs'"),
+    ({"slurm": {"gpus": 1}}, "slurm"),
+    ({"slurm": {"timeout_min": -5}}, "slurm.timeout_min"),
+    ({"estimate": {"resnet18": "fast"}}, "estimate.resnet18"),
+    ({"axes": {"policy": [{"leave_one_out": "full", "colour": 1}]}}, "colour"),
+    ({"axes": {"policy": [{"strength": "sharpness", "base": "full", "values": [1]}]}}, "sharpness"),
+    ({"exclude": [{"polcy": "full"}]}, "polcy"),
+])
+def test_bad_sweep_is_refused_naming_file_and_field(tmp_path, change, needle):
+    path = write_sweep(tmp_path, {**SMALL, **change})
+    with pytest.raises(UserError) as e:  # SweepError, or the RunConfig/Policy error it found
+        expand(load_sweep(path))
+    assert str(path) in str(e.value) and needle in str(e.value)
+
+
+def test_cli_refuses_bad_sweep_before_running(tmp_path, capsys):
+    path = write_sweep(tmp_path, {**SMALL, "axes": {"method": ["simclr", "moco"]}})
+    root = tmp_path / "res"
+    assert cli(["sweep", "run", str(path), "--executor", "local", "--results", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "moco" in err
+    assert not root.exists()  # no row, no ledger, nothing started
+    assert cli(["sweep", "run", "no_such_sweep", "--dry-run"]) == 2
+    assert "no_such_sweep" in capsys.readouterr().err
+    assert cli(["sweep", "run", "smoke", "--seeds", "0,x", "--dry-run"]) == 2
+
+
+# ---------------------------------------------------------------------- plan and status
+def _row(cfg: RunConfig, status: str, sweep: str = "t") -> dict:
+    return {"run_id": cfg.run_id, "status": status, "sweep": sweep, "backbone": cfg.backbone, "epochs": cfg.epochs,
+            "method": cfg.method, "policy": cfg.policy_spec(), "seed": cfg.seed, "config": cfg.to_dict()}
+
+
+def test_plan_skips_done_reruns_lost_and_retries_failed_on_request(tmp_path):
+    sweep = sweep_from_dict({**SMALL, "estimate": {"resnet18": 90.0}})
+    cfgs = expand(sweep)
+    runs = tmp_path / "runs"
+    write_row(_row(cfgs[0], "done"), runs)
+    write_row(_row(cfgs[1], "failed"), runs)
+    write_row(_row(cfgs[2], "running"), runs)  # no live job: a killed task
+    plan = make_plan(sweep, cfgs, tmp_path, active={})
+    assert plan.counts() == {"done": 1, "failed": 1, "running": 0, "lost": 1, "pending": 1}
+    assert [c.run_id for c in plan.todo] == [cfgs[2].run_id, cfgs[3].run_id]
+    assert plan.gpu_hours == pytest.approx(2 * 2 * 90 / 3600)
+    retry = make_plan(sweep, cfgs, tmp_path, retry_failed=True, active={cfgs[3].run_id: "123_3"})
+    assert [c.run_id for c in retry.todo] == [cfgs[1].run_id, cfgs[2].run_id]  # the live one is not resubmitted
+    assert retry.state[cfgs[3].run_id] == "running"
+    assert "4 runs - 1 done, 1 failed, 1 running, 1 lost, 0 pending; 2 to run" in retry.summary()
+
+
+def test_status_and_dry_run_cli(tmp_path, capsys):
+    root = tmp_path / "res"
+    cfgs = expand(load_sweep("smoke"))
+    write_row(_row(cfgs[0], "done", "smoke"), root / "runs")
+    assert cli(["sweep", "run", "smoke", "--dry-run", "--results", str(root)]) == 0
+    assert "4 runs - 1 done" in capsys.readouterr().out
+    assert cli(["sweep", "status", "smoke", "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 done" in out and out.count("pending ") == 3
+    assert cli(["sweep", "status", "--results", str(root)]) == 0  # every sweep: only smoke has rows
+    assert "sweep smoke:" in capsys.readouterr().out
+    assert cli(["sweep", "cancel", "smoke", "--results", str(root)]) == 0  # empty ledger: nothing to cancel
+    assert "cancelled 0 job(s)" in capsys.readouterr().out
+
+
+def test_policy_option_runs_the_policy_against_full_for_simclr_seeds_0_1_2():
+    cfgs = expand(policy_sweep("no_crop", smoke=True))
+    assert sorted((c.method, c.policy_name, c.seed) for c in cfgs) == sorted(
+        ("simclr", p, s) for p in ("full", "no_crop") for s in (0, 1, 2))
+    assert len(expand(policy_sweep("full"))) == 3
+
+
+# ---------------------------------------------------------------------- concurrent writers
+def _writer(args):
+    root, i = args
+    for k in range(10):
+        write_row({"run_id": f"run{i:02d}", "status": "done", "k": k, "writer": i}, root)
+        write_row({"run_id": "shared", "status": "running", "k": k, "writer": i}, root)  # all race on one file
+    return i
+
+
+def test_16_concurrent_writer_processes_leave_16_valid_rows(tmp_path):
+    runs = tmp_path / "runs"
+    with mp.get_context("fork").Pool(16) as pool:
+        assert sorted(pool.map(_writer, [(runs, i) for i in range(16)])) == list(range(16))
+    files = sorted(p.name for p in runs.iterdir())
+    assert files == sorted([f"run{i:02d}.json" for i in range(16)] + ["shared.json"])  # no temp files left
+    for i in range(16):
+        assert read_row(f"run{i:02d}", runs) == {"run_id": f"run{i:02d}", "status": "done", "k": 9, "writer": i}
+    assert json.loads((runs / "shared.json").read_text())["k"] == 9
+    assert len(collect(runs, csv_path=False)) == 17
