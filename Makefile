@@ -18,8 +18,8 @@ OUT      ?= results/figures/preview_$(POLICY).png
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	# torch first, pinned: the CPU wheel on local disk here; a cluster can preinstall its CUDA build.
-	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/python -c "import torch"
+	# torch first, pinned (a CPU wheel on local disk here); a torch already in the venv (a cluster's CUDA build) is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
