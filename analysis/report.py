@@ -8,6 +8,7 @@ import datetime as _dt
 import os
 from pathlib import Path
 
+from augbench.atomic import atomic_write
 from augbench.errors import UserError
 
 DEFAULT_METRIC = "knn_top1"
@@ -141,12 +142,7 @@ def build(runs: Path, out: Path, only: str | None = None, metric: str = DEFAULT_
           "References in `analysis/published.csv` (each row names its paper and table; `memory` marks figures not "
           "read from the primary text). They are never written into result rows.", ""]
 
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "REPORT.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(L).rstrip() + "\n")
-    os.replace(tmp, path)
-    res["report"] = path
+    res["report"] = atomic_write(out / "REPORT.md", "\n".join(L).rstrip() + "\n")
     return res
 
 

@@ -7,15 +7,15 @@ raises ``Preempted`` so the run exits cleanly and a requeued job resumes where i
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from augbench.atomic import atomic_write
 
 CKPT_NAME = "last.pt"
 _requested = threading.Event()
@@ -69,19 +69,8 @@ def checkpoint_path(ckpt_dir: str | Path) -> Path:
 
 def save(ckpt_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` (plus the RNG states) to <ckpt_dir>/last.pt: temporary file, fsync, rename."""
-    path = checkpoint_path(ckpt_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "rng": rng_state()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    full = {**state, "rng": rng_state()}
+    return atomic_write(checkpoint_path(ckpt_dir), lambda f: torch.save(full, f), mode=0o600)
 
 
 def load(ckpt_dir: str | Path | None) -> dict[str, Any] | None:

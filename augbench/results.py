@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from augbench.atomic import atomic_write
 from augbench.env import results_root
 
 STATUSES = ("done", "failed", "running")
@@ -21,22 +20,8 @@ def row_path(run_id: str, root: str | Path | None = None) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see the old
-    file or the new one, never half of one, even with many concurrent writers."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """One JSON file, written atomically (see augbench.atomic)."""
+    return atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def write_row(row: dict[str, Any], root: str | Path | None = None) -> Path:
@@ -99,7 +84,5 @@ def collect(root: str | Path | None = None, csv_path: str | Path | None = None):
         csv_path = Path(csv_path) if csv_path else runs_dir(root).parent / "runs.csv"
         if not df.empty:
             csv_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = csv_path.with_suffix(".csv.tmp")
-            df.to_csv(tmp, index=False)
-            os.replace(tmp, csv_path)
+            atomic_write(csv_path, df.to_csv(index=False))
     return df

@@ -27,7 +27,6 @@ of sweeps/default.yaml (ResNet-18, CIFAR-10, 30 epochs), or of sweeps/smoke.yaml
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from augbench.atomic import atomic_write
 from augbench.config import RunConfig
 from augbench.env import REPO_ROOT, results_root
 from augbench.errors import UserError
@@ -71,12 +71,7 @@ class Sweep:
         """The sweep as run (overrides applied), so `status` sees what was submitted."""
         d = {"name": self.name, "base": self.base, "axes": self.axes, "include": self.include,
              "exclude": self.exclude, "slurm": self.slurm, "estimate": self.estimate}
-        path = self.dir(root) / "sweep.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(d, sort_keys=False))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.dir(root) / "sweep.yaml", yaml.safe_dump(d, sort_keys=False))
 
 
 # ---------------------------------------------------------------------- loading and validation

@@ -7,8 +7,8 @@ checkpoint state (see augbench.checkpoint) and saves at step boundaries on reque
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from augbench import checkpoint, distributed
+from augbench.atomic import atomic_write
 
 TIMING_EVERY_CUDA = 10  # on CUDA, sync around the engine on every 10th step only (syncs cost throughput)
 CHECK_EVERY_CUDA = 20  # on CUDA, look for NaN every 20 steps (a check is a host sync)
@@ -115,14 +116,13 @@ def make_views(engine, x: torch.Tensor, n_views: int, token_mask: bool):
 
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:
     """The per-epoch CSV log, rewritten whole (atomically) so a resumed run has one clean file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
     cols = ["epoch", "loss", "lr", "epoch_s", "aug_s", "model_s", "img_s"]
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, path)
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write(path, buf.getvalue())
 
 
 def _sync(device: torch.device) -> None:

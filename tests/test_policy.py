@@ -15,14 +15,14 @@ def _pol(*ops, views=None):
 
 @pytest.mark.parametrize("ops, field", [
     ([{"op": "rotate"}], "ops[0]"),
-    ([{"op": "horizontal_flip", "prob": 0.5}], "ops[0] (horizontal_flip): unknown parameter(s) ['prob']"),
-    ([{"op": "horizontal_flip", "p": 1.5}], "ops[0].p"),
-    ([{"op": "random_resized_crop", "scale": [0.9, 0.2]}], "ops[0].scale: min 0.9 > max 0.2"),
-    ([{"op": "random_resized_crop", "scale": [0.0, 1.0]}], "ops[0].scale"),
-    ([{"op": "gaussian_blur", "kernel_size": 4}], "ops[0].kernel_size: must be odd"),
-    ([{"op": "color_jitter", "hue": 0.7}], "ops[0].hue"),
-    ([{"op": "patch_mask", "ratio": 1.0}], "ops[0].ratio"),
-    ([{"op": "normalize", "std": [0.2, 0.0, 0.2]}], "ops[0].std"),
+    ([{"op": "horizontal_flip", "prob": 0.5}], "ops[0].horizontal_flip: unknown parameter(s) ['prob']"),
+    ([{"op": "horizontal_flip", "p": 1.5}], "ops[0].horizontal_flip.p"),
+    ([{"op": "random_resized_crop", "scale": [0.9, 0.2]}], "ops[0].random_resized_crop.scale: min 0.9 > max 0.2"),
+    ([{"op": "random_resized_crop", "scale": [0.0, 1.0]}], "ops[0].random_resized_crop.scale"),
+    ([{"op": "gaussian_blur", "kernel_size": 4}], "ops[0].gaussian_blur.kernel_size: must be odd"),
+    ([{"op": "color_jitter", "hue": 0.7}], "ops[0].color_jitter.hue"),
+    ([{"op": "patch_mask", "ratio": 1.0}], "ops[0].patch_mask.ratio"),
+    ([{"op": "normalize", "std": [0.2, 0.0, 0.2]}], "ops[0].normalize.std"),
     ([{"op": "resize"}, {"op": "random_resized_crop"}], "either random_resized_crop or resize"),
     ([{"op": "normalize"}, {"op": "grayscale"}], "normalize must come last"),
 ])
@@ -136,5 +136,5 @@ def test_strength_sweeps():
     assert len({b.name for b in blur}) == 2
     with pytest.raises(PolicyError, match="unknown strength knob"):
         strength_sweep(base, "sharpness", [1])
-    with pytest.raises(PolicyError, match=r"ops\[4\]\.p: probability"):  # out of range fails like any policy
+    with pytest.raises(PolicyError, match=r"ops\[4\]\.gaussian_blur\.p: probability"):  # out of range fails like any policy
         strength_sweep(base, "gaussian_blur.p", [1.5])

@@ -195,7 +195,7 @@ def normalise_params(op: str, params: dict[str, Any], where: str) -> dict[str, A
     spec = OPS[op]
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
-        raise PolicyError(f"{where} ({op}): unknown parameter(s) {unknown}; known: {sorted(spec.params)}")
+        raise PolicyError(f"{where}: unknown parameter(s) {unknown} of {op}; known: {sorted(spec.params)}")
     out: dict[str, Any] = {}
     for name, (default, check) in spec.params.items():
         v = params.get(name, default)

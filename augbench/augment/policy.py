@@ -54,6 +54,8 @@ class Policy:
                 raise PolicyError(f"{where}: expected a mapping with an 'op' key, got {item!r}")
             params = {k: v for k, v in item.items() if k != "op"}
             op = item["op"]
+            if isinstance(op, str) and op in OPS:
+                where = f"{where}.{op}"  # name the op, not just its index
             if op in seen:
                 raise PolicyError(f"{where}: op {op!r} appears twice")
             seen.add(op)
@@ -147,7 +149,8 @@ class Policy:
         vs = [{o: p for o, p in v.items() if o in kept} for v in vs]
         if all(not v for v in vs):
             vs = []
-        return Policy.from_dict({"name": name, "ops": [{"op": o, **_plain(p)} for o, p in ops], "views": _plain(vs)})
+        return Policy.from_dict({"name": name, "ops": [{"op": o, **_plain(p)} for o, p in ops], "views": _plain(vs)},
+                                source=f"policy {name!r}")
 
     def without(self, *groups: str, name: str | None = None) -> "Policy":
         """Drop the ops of these groups (see ops.GROUPS). Dropping the crop keeps a plain resize

@@ -10,10 +10,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from augbench.atomic import atomic_write
 
 CACHE_VERSION = 1  # bump when the decode changes
 
@@ -58,18 +59,7 @@ def load(path: Path) -> dict | None:
 def save(path: Path, obj: dict) -> bool:
     """Write atomically; False (and no cache) when the folder is not writable."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must be readable by other users
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(obj, f))  # 0644: a shared cache is read by other users
         return True
     except OSError:
-        Path(tmp).unlink(missing_ok=True)
         return False

@@ -1,8 +1,6 @@
 """The five methods, each a small class over its loss in ``losses.py``."""
 from __future__ import annotations
 
-import torch
-
 from augbench.methods import losses
 from augbench.methods.base import Method
 

@@ -89,14 +89,9 @@ class AlbuBackend:
             crops.append(t.last_params)
         y = torch.stack(outs).to(x.device, self.e.dtype)
         params = {"albumentations": crops}
-        if "patch_mask" in dict(ops):
-            mask_op = [(o, p) for o, p in ops if o in ("patch_mask", "random_resized_crop", "resize")]
-            pm = fused.sample_params(mask_op, x.shape, self.e.generator(x.device), x.device,
-                                     mask_mode=self.e.mask_mode)["patch_mask"]
-            params["patch_mask"] = pm
-            if self.e.mask_mode == "pixel":
-                p = dict(ops)["patch_mask"]
-                y = fused.apply_patch_mask(y, pm["mask"], p["patch_size"], p["fill"])
+        if "patch_mask" in dict(ops):  # neither library masks patches: the fused op, drawn the same way
+            y, params["patch_mask"] = fused.patch_mask_like_fused(y, x.shape, ops, self.e.generator(x.device),
+                                                                  self.e.mask_mode)
         return y, params
 
     def state_dict(self):

@@ -286,6 +286,17 @@ def apply_patch_mask(x: torch.Tensor, mask: torch.Tensor, patch: int, fill: floa
     return x.masked_fill(m, fill)
 
 
+def patch_mask_like_fused(y: torch.Tensor, x_shape, ops: Ops, gen: torch.Generator, mask_mode: str):
+    """The patch mask for views made by another backend: drawn exactly as `sample_params` draws
+    it for input shape `x_shape`, applied to `y` in pixel mode. Returns (y, its params)."""
+    mask_ops = [(o, p) for o, p in ops if o in ("patch_mask", "random_resized_crop", "resize")]
+    pm = sample_params(mask_ops, x_shape, gen, y.device, mask_mode=mask_mode)["patch_mask"]
+    if mask_mode == "pixel":
+        p = dict(ops)["patch_mask"]
+        y = apply_patch_mask(y, pm["mask"], p["patch_size"], p["fill"])
+    return y, pm
+
+
 def apply(x: torch.Tensor, ops: Ops, params: Params, *, dtype: torch.dtype = torch.float32,
           mask_mode: str = "pixel") -> torch.Tensor:
     """One view of the batch `x` (uint8 or float in [0, 1]) with explicit `params`."""
