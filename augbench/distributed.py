@@ -31,13 +31,19 @@ def _export_submitit_env() -> None:
     try:
         from submitit import JobEnvironment
         from submitit.helpers import TorchDistributedEnvironment
-
-        if JobEnvironment().num_tasks <= 1:
-            return
-        # CUDA_VISIBLE_DEVICES is left alone: we pick the GPU by LOCAL_RANK (CUDA may already be up).
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-    except Exception:  # not a submitit job (no SLURM/submitit variables): single process
+    except ImportError:  # submitit is only needed for SLURM jobs
         return
+    try:
+        tasks = JobEnvironment().num_tasks
+    except RuntimeError:  # not a submitit job (no SLURM/submitit variables): single process
+        return
+    if tasks <= 1:
+        return
+    # Any failure from here on must surface: falling back to one process would let every task
+    # train alone and each write the row as rank 0. WORLD_SIZE is unset (checked by the caller),
+    # so stale MASTER_ADDR/RANK/... from the submitting shell are replaced by this job's values.
+    # CUDA_VISIBLE_DEVICES is left alone: we pick the GPU by LOCAL_RANK (CUDA may already be up).
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
 def init_from_env(backend: str | None = None) -> tuple[int, int]:

@@ -95,7 +95,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     from augbench.evaluate import finetune, knn_top1, linear_probe, normalization
     from augbench.methods import build_method
     from augbench.models import build_backbone
-    from augbench.train import NonFiniteLoss, mask_mode, pretrain
+    from augbench.train import NonFiniteLoss, mask_mode, pretrain, weights_sha256
 
     # ---- validate everything before any work
     cfg.validate()
@@ -129,7 +129,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
         "run_id": run_id, "status": "running", "error": None, "method": cfg.method,
         "policy": cfg.policy_spec(), "backbone": cfg.backbone, "dataset": cfg.dataset, "epochs": cfg.epochs,
         "seed": cfg.seed, "sweep": sweep, "config": cfg.to_dict(), "metrics": {}, "timings": {},
-        "env": environment(device), "started_at": _now(), "finished_at": None, "history": [],
+        "env": {**environment(device), "world_size": world}, "started_at": _now(), "finished_at": None, "history": [],
     }
 
     def write(r: dict[str, Any]) -> None:
@@ -161,8 +161,10 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
         result = pretrain(cfg, method, train.images, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
                           resume=resume, extra=extra, stop_at_step=stop_at_step)
         row["history"] = result.history
+        # the same on every rank under DDP (it keeps the ranks' parameters in sync); exact resumes too
+        row["weights_sha256"] = weights_sha256(method)
         if rank != 0:
-            return row
+            return row  # never written: rank 0 evaluates and writes the row
         t_eval = time.perf_counter()
         feats = _features(cfg, method, train, test, device, norm, size)
         m = {"knn_top1_random_init": result.extra["knn_top1_random_init"], "final_loss": result.final_loss}

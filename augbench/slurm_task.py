@@ -68,7 +68,7 @@ class SweepTask(submitit.helpers.Checkpointable):
         ckpt = ckpt_dir(self.root, cfg.run_id)
         if checkpoint.checkpoint_path(ckpt).exists():
             print(f"augbench: resuming run {cfg.run_id} from {checkpoint.checkpoint_path(ckpt)}", flush=True)
-        distributed.init_from_env()  # multi-GPU jobs: one task per GPU; only rank 0 writes the row
+        distributed.init_from_env()  # multi-task jobs: one DDP rank per task; only rank 0 writes the row
         return run_config(cfg, results_dir=Path(self.root) / "runs",
                           ckpt_dir=ckpt, sweep=self.sweep)
 
@@ -117,10 +117,11 @@ def executor_for(sweep, root: Path) -> submitit.AutoExecutor:
     folder = sweep.dir(root) / "submitit" / "%j"
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
     gpus = int(s.get("gpus_per_node", 0))
+    tasks = int(s.get("tasks_per_node") or max(1, gpus))  # one DDP rank per GPU; on CPU as asked (gloo)
     extra = {k: s[k] for k in ("account", "qos", "constraint") if s.get(k)}
     params: dict[str, Any] = dict(
         name=f"augbench-{sweep.name}", timeout_min=int(s.get("timeout_min", 60)),
-        nodes=int(s.get("nodes", 1)), tasks_per_node=max(1, gpus), cpus_per_task=int(s.get("cpus_per_task", 1)),
+        nodes=int(s.get("nodes", 1)), tasks_per_node=tasks, cpus_per_task=int(s.get("cpus_per_task", 1)),
         slurm_array_parallelism=int(s.get("array_parallelism", 32)),
     )
     if gpus:

@@ -8,6 +8,8 @@ A sweep file (see sweeps/*.yaml):
     include: [{method: simsiam, policy: full}]        # extra runs (base + entry), optional
     exclude: [{method: byol, policy: no_crop}]        # drop crossed runs matching every key, optional
     slurm: {partition: gpu, gpus_per_node: 1, ...}    # submitit parameters, optional
+                                                      # (tasks_per_node: DDP ranks per node, default
+                                                      #  one per GPU; set it for CPU runs with gloo)
     estimate: {resnet18: 9.0}                         # GPU-seconds per epoch per backbone (for the plan)
 
 Policy generators (augbench.augment.policy): `{leave_one_out: full}`, `{pairwise: full}`,
@@ -43,7 +45,7 @@ from augbench.results import read_row
 SWEEPS_DIR = REPO_ROOT / "sweeps"
 TOP_KEYS = {"name", "description", "base", "axes", "include", "exclude", "slurm", "estimate"}
 SLURM_KEYS = {"partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
-              "array_parallelism", "account", "qos", "nodes", "constraint"}
+              "array_parallelism", "account", "qos", "nodes", "constraint", "tasks_per_node"}
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 POLICY_GENERATORS = ("leave_one_out", "only", "pairwise", "strength")
 
@@ -131,10 +133,15 @@ def sweep_from_dict(data: Any, source: str = "sweep") -> Sweep:
     bad = sorted(set(slurm) - SLURM_KEYS)
     if bad:
         raise SweepError(f"{source}: unknown key(s) slurm.{bad}; known: {sorted(SLURM_KEYS)}")
-    for k in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism", "nodes"):
+    for k in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism", "nodes",
+              "tasks_per_node"):
         v = slurm.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "gpus_per_node" else 1)):
             raise SweepError(f"{source}: slurm.{k} must be a positive integer, got {v!r}")
+    gpus, tasks = slurm.get("gpus_per_node") or 0, slurm.get("tasks_per_node")
+    if gpus and tasks is not None and tasks != gpus:
+        raise SweepError(f"{source}: slurm.tasks_per_node ({tasks}) must equal slurm.gpus_per_node ({gpus}): "
+                         f"one DDP rank per GPU (leave tasks_per_node out on GPU nodes)")
     for k, v in estimate.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise SweepError(f"{source}: estimate.{k} must be a positive number of GPU-seconds per epoch, got {v!r}")

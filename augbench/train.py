@@ -7,6 +7,7 @@ checkpoint state (see augbench.checkpoint) and saves at step boundaries on reque
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import time
@@ -275,6 +276,16 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     busy = aug + sum(h["model_s"] for h in history)
     return TrainResult(history=history, final_loss=history[-1]["loss"], train_s=sum(h["epoch_s"] for h in history),
                        aug_fraction=aug / busy if busy > 0 else 0.0, steps=total_steps, extra=extra)
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 of the parameters' bytes, by name (buffers such as BatchNorm statistics excluded:
+    under DDP each rank updates them from its own last batch)."""
+    h = hashlib.sha256()
+    for name, p in module.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _fresh_acc(device: torch.device) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def test_row_schema_and_files(tiny_run):
     assert 0.0 < on_disk["timings"]["aug_fraction"] < 1.0
     assert [h["epoch"] for h in on_disk["history"]] == list(range(1, 13))
     assert on_disk["env"]["device"] == "cpu" and on_disk["env"]["torch"] == torch.__version__
+    assert on_disk["env"]["world_size"] == 1 and len(on_disk["weights_sha256"]) == 64
     log = (root / "logs" / f"{cfg.run_id}.csv").read_text().splitlines()
     assert log[0] == "epoch,loss,lr,epoch_s,aug_s,model_s,img_s" and len(log) == 13
     assert checkpoint.checkpoint_path(root / "checkpoints" / cfg.run_id).exists()
@@ -75,6 +76,7 @@ def test_resume_after_preemption_is_exact(tiny_run, tmp_path):
     assert row["status"] == "done"
     assert row["metrics"] == ref["metrics"]
     assert [h["loss"] for h in row["history"]] == [h["loss"] for h in ref["history"]]
+    assert row["weights_sha256"] == ref["weights_sha256"]
     a = checkpoint.load(ckpt)["model"]
     b = checkpoint.load(root / "checkpoints" / cfg.run_id)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
