@@ -48,7 +48,8 @@ def sweep_gaps(df: pd.DataFrame, runs_root: Path) -> list[dict]:
 def grid_holes(df: pd.DataFrame) -> pd.DataFrame:
     """(method, policy, seeds) absent from a group (same backbone/dataset/epochs/design) although the
     method, the policy and the seeds each appear in that group. A method run with a non-default momentum
-    setting counts as its own method ("byol (momentum off)"), so momentum ablations do not open holes."""
+    setting counts as its own method ("byol (momentum off)") and is expected only under the policies it ran
+    with (those seeds it lacks are holes), so momentum ablations do not open holes."""
     d = S.done_rows(df)
     cols = ["group", "method", "policy", "seeds", "rows"]
     if d.empty:
@@ -63,8 +64,10 @@ def grid_holes(df: pd.DataFrame) -> pd.DataFrame:
         have = set(zip(g["variant"], g["policy"], g["seed"]))
         label = S.cell_label(dict(zip(keys, k)), sep=" / ")
         for v in sorted(g["variant"].unique()):
-            method = g.loc[g["variant"] == v, "method"].iloc[0]
-            for p in sorted(g["policy"].unique()):
+            gv = g[g["variant"] == v]
+            method = gv["method"].iloc[0]
+            ablation = v != method  # a non-default momentum setting
+            for p in sorted((gv if ablation else g)["policy"].unique()):
                 seeds = [int(s) for s in sorted(g["seed"].unique()) if (v, p, s) not in have]
                 if seeds:
                     rows = sorted({status.get((method, p, s), "no row") for s in seeds})

@@ -110,8 +110,10 @@ def pairwise(df, out_dir, metric="knn_top1") -> FigureResult:
         mat = pd.DataFrame(np.nan, index=groups, columns=groups)
         for (a, b), v in g.groupby(["a", g["b"].fillna(g["a"])])[metric].mean().items():
             mat.loc[a, b] = mat.loc[b, a] = v
-        sns.heatmap(mat, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": metric},
+        sns.heatmap(mat, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": _mlabel(metric)},
                     mask=mat.isna())
+        ax.set_xlabel("augmentation group")
+        ax.set_ylabel("augmentation group")
         ax.set_title(S.cell_label(dict(zip(keys, k))), fontsize=9)
     fig.suptitle(res.title + " (diagonal = one group alone)", fontsize=10)
     res.files, res.n_runs = _save(fig, Path(out_dir), f"pairwise_{metric}"), int(len(d))
@@ -154,8 +156,12 @@ def projector(df, out_dir, metric="knn_top1") -> FigureResult:
     depth = d.dropna(subset=[metric]) if ("proj_depth" in d and metric in d) else d.iloc[0:0]
     if not both.empty and (both["policy"] == S.BASELINE).any():
         both = both[both["policy"] == S.BASELINE]  # one bar pair per method: the baseline policy
-    if not depth.empty:
-        depth = depth[depth.groupby(["method", "policy"])["proj_depth"].transform("nunique") >= 2]
+    if not depth.empty:  # a curve per cell (backbone, momentum, ... alike) and policy with >= 2 depths
+        keys = [c for c in S.cell_cols(depth) if c != "proj_depth"] + ["policy"]
+        depth = depth[depth.groupby(keys, dropna=False)["proj_depth"].transform("nunique") >= 2]
+        keys = [c for c in S.cell_cols(depth) if c != "proj_depth"]
+        depth = depth.assign(series=[S.cell_label(dict(zip(keys, k)), sep=", ") + f" / {p}"
+                                     for k, p in zip(zip(*(depth[c] for c in keys)), depth["policy"])])
     panels = [p for p, ok in (("where", not both.empty), ("depth", not depth.empty)) if ok]
     if not panels:
         res.reason = "no runs with both knn_top1 and knn_top1_projector, and no projector-depth sweep"
@@ -168,15 +174,18 @@ def projector(df, out_dir, metric="knn_top1") -> FigureResult:
             long["features"] = long["features"].map({"knn_top1": "backbone", "knn_top1_projector": "projector"})
             long["x"] = long["method"] + "\n" + long["backbone"]
             sns.barplot(long, x="x", y="acc", hue="features", errorbar=("ci", 95), seed=0, ax=ax)
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title_fontsize=7)  # off the bars
             ax.set_xlabel("")
             ax.set_ylabel("kNN top-1 (%)")
             pols = ", ".join(sorted(both["policy"].unique()))
             ax.set_title(f"kNN on backbone vs projector output\npolicy {pols} (n={len(both)} runs)", fontsize=9)
         else:
-            sns.lineplot(depth, x="proj_depth", y=metric, hue="method", style="policy", markers=True,
-                         errorbar="sd", seed=0, ax=ax)
-            ax.set_title(f"{metric} vs projector depth (n={len(depth)} runs)", fontsize=9)
+            sns.lineplot(depth, x="proj_depth", y=metric, hue="series", marker="o", errorbar="sd", seed=0, ax=ax)
+            ax.set_title(f"{metric} vs projector depth (n={len(depth)} runs; ±1 sd over seeds)", fontsize=9)
+            ax.set_xticks(sorted(int(x) for x in depth["proj_depth"].unique()))
+            ax.set_xlabel("projector depth (0 = no projector)")
             ax.set_ylabel(_mlabel(metric))
+            ax.legend(fontsize=7, title=None)
     fig.suptitle(res.title, fontsize=10)
     res.files, res.n_runs = _save(fig, Path(out_dir), "projector"), int(len(both) + len(depth))
     if "where" not in panels:
@@ -195,14 +204,22 @@ def momentum(df, out_dir, metric="knn_top1") -> FigureResult:
         return res
     d = d[d["policy"].isin(["full", "weak"])].dropna(subset=[metric])
     d = d.assign(momentum_on=d["momentum"].astype(bool))
-    d = d[d.groupby(["method", "policy"])["momentum_on"].transform("nunique") == 2]
+    # compare on/off only within a cell (same backbone, projector depth, ...): a panel per cell
+    keys = [c for c in S.cell_cols(d) if c != "momentum"] if not d.empty else []
+    if keys:
+        d = d[d.groupby(keys + ["policy"], dropna=False)["momentum_on"].transform("nunique") == 2]
     if d.empty:
         res.reason = "no method with runs both with and without the momentum encoder under full or weak"
         return res
-    d = d.assign(momentum_on=d["momentum_on"].map({True: "on", False: "off"}))
-    g = sns.catplot(d, x="policy", y=metric, hue="momentum_on", col="method", kind="bar", errorbar=("ci", 95),
-                    order=["full", "weak"], hue_order=["off", "on"], height=3.2, seed=0)
+    keys = [c for c in S.cell_cols(d) if c != "momentum"]
+    d = d.assign(momentum_on=d["momentum_on"].map({True: "on", False: "off"}),
+                 cell=[S.cell_label(dict(zip(keys, k)), sep="\n") for k in zip(*(d[c] for c in keys))])
+    g = sns.catplot(d, x="policy", y=metric, hue="momentum_on", col="cell", kind="bar", errorbar=("ci", 95),
+                    order=["full", "weak"], hue_order=["off", "on"], height=3.2, seed=0,
+                    col_wrap=3 if d["cell"].nunique() > 3 else None)
+    g.set_titles("{col_name}")
     g.set_axis_labels("policy", _mlabel(metric))
+    g.legend.set_title("momentum encoder")
     g.figure.suptitle(res.title + f"; n={len(d)} runs", fontsize=10, y=1.04)
     res.files, res.n_runs = _save(g.figure, Path(out_dir), f"momentum_{metric}", tight=False), int(len(d))
     return res
@@ -219,12 +236,16 @@ def protocols(df, out_dir) -> FigureResult:
     # sweeps (pairwise, strength) have their own figures; keep the named policies here
     pol = d["policy"].astype(str)
     d = d[~(pol.str.match(PAIR_RE) | pol.str.match(STRENGTH_RE))]
-    long = d.melt(id_vars=["method", "policy", "seed"], value_vars=cols, var_name="protocol",
+    keys = S.cell_cols(d)  # a panel per cell: runs of other backbones, depths, ... are not averaged together
+    d = d.assign(cell=[S.cell_label(dict(zip(keys, k)), sep="\n") for k in zip(*(d[c] for c in keys))])
+    long = d.melt(id_vars=["cell", "policy", "seed"], value_vars=cols, var_name="protocol",
                   value_name="acc").dropna(subset=["acc"])
     long["protocol"] = long["protocol"].map(PROTOCOLS)
     order = sorted(long["policy"].unique(), key=lambda p: (p != "full", p))
-    g = sns.catplot(long, y="policy", x="acc", hue="protocol", col="method", kind="bar", errorbar=("ci", 95),
-                    order=order, height=(h := max(2.5, 0.45 * len(order))), aspect=max(0.9, 4.0 / h), seed=0)
+    g = sns.catplot(long, y="policy", x="acc", hue="protocol", col="cell", kind="bar", errorbar=("ci", 95),
+                    order=order, height=(h := max(2.5, 0.45 * len(order))), aspect=max(0.9, 4.0 / h), seed=0,
+                    col_wrap=3 if long["cell"].nunique() > 3 else None)
+    g.set_titles("{col_name}")
     g.set_axis_labels("top-1 (%)", "policy")
     g.figure.suptitle(res.title + f"; n={len(d)} runs", fontsize=10, y=1.03)
     res.files, res.n_runs = _save(g.figure, Path(out_dir), "protocols", tight=False), int(len(d))

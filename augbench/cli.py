@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from augbench.errors import UserError
@@ -35,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("AUGBENCH_PARALLEL") and hasattr(signal, "SIGUSR1"):
+        # a `sweep run --parallel` worker: a stop request (SIGUSR1) before `augbench train` has set up
+        # its handler is ignored, not fatal; the parent repeats it (see augbench.parallel)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     if getattr(args, "_missing", None):
         print(f"augbench {args.command}: not available ({args._missing})", file=sys.stderr)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import random
+import signal
 import traceback
 import typing
 from datetime import datetime, timezone
@@ -41,6 +43,14 @@ def resolve_device(cfg: RunConfig) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"field 'device' must be 'auto', 'cpu' or 'cuda[:N]' (got {cfg.device!r})")
     return device
+
+
+def parallelism() -> int:
+    """How many runs share this device: $AUGBENCH_PARALLEL, set by `sweep run --parallel N` (else 1)."""
+    try:
+        return max(1, int(os.environ.get("AUGBENCH_PARALLEL") or 1))
+    except ValueError:
+        return 1
 
 
 def seed_everything(seed: int) -> None:
@@ -129,7 +139,8 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
         "run_id": run_id, "status": "running", "error": None, "method": cfg.method,
         "policy": cfg.policy_spec(), "backbone": cfg.backbone, "dataset": cfg.dataset, "epochs": cfg.epochs,
         "seed": cfg.seed, "sweep": sweep, "config": cfg.to_dict(), "metrics": {}, "timings": {},
-        "env": {**environment(device), "world_size": world}, "started_at": _now(), "finished_at": None, "history": [],
+        "env": {**environment(device), "world_size": world, "parallel": parallelism()},
+        "started_at": _now(), "finished_at": None, "history": [],
     }
 
     def write(r: dict[str, Any]) -> None:
@@ -184,7 +195,8 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
                                           backend=cfg.backend, amp=cfg.amp)
         row["metrics"] = m
         row["timings"] = {"train_s": result.train_s, "epoch_s": result.train_s / max(1, len(result.history)),
-                          "aug_fraction": result.aug_fraction, "eval_s": time.perf_counter() - t_eval}
+                          "aug_fraction": result.aug_fraction, "eval_s": time.perf_counter() - t_eval,
+                          "images": result.steps * cfg.batch_size * world}  # pretraining images, all ranks
         row["status"] = "done"
     except checkpoint.Preempted:
         raise  # the row stays `running`; the requeued job resumes from the checkpoint
@@ -265,10 +277,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(d, source=str(args.config) if getattr(args, "config", None) else "command line")
 
 
+STOPPED = 3  # exit status of `augbench train` stopped by SIGUSR1 after saving a checkpoint
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     distributed.init_from_env()
-    row = run_config(cfg, results_dir=args.results, ckpt_dir=args.ckpt_dir, sweep=args.sweep)
+    if hasattr(signal, "SIGUSR1"):  # `sweep run --hard-stop`: save at the next step and stop
+        signal.signal(signal.SIGUSR1, lambda *_: checkpoint.request_checkpoint())
+    try:
+        row = run_config(cfg, results_dir=args.results, ckpt_dir=args.ckpt_dir, sweep=args.sweep)
+    except checkpoint.Preempted as e:
+        print(f"{cfg.run_id} stopped: {e}", flush=True)
+        return STOPPED
     if distributed.rank() != 0:
         return 0
     m, t = row.get("metrics", {}), row.get("timings", {})

@@ -229,9 +229,11 @@ def cancel(sweep_dir: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------- local execution
-def seconds_per_epoch(cfg: RunConfig, runs_root: Path, sweep) -> float | None:
-    """Past done rows of the same sweep and backbone (wall time per epoch, eval included), else the plan."""
-    per_epoch = []
+def seconds_per_epoch(cfg: RunConfig, runs_root: Path, sweep, parallel: int = 1) -> float | None:
+    """Wall time per epoch (eval included) from past done rows of the same sweep and backbone run
+    at this parallelism (row env.parallel; rows without it ran alone). Else, for parallel N > 1,
+    the estimate for one run alone (those rows, or the plan's) times N: conservative."""
+    per_epoch: dict[int, list[float]] = {}
     for p in Path(runs_root).glob("*.json"):
         try:
             row = json.loads(p.read_text())
@@ -240,10 +242,13 @@ def seconds_per_epoch(cfg: RunConfig, runs_root: Path, sweep) -> float | None:
         t = row.get("timings") or {}
         if (row.get("status") == "done" and row.get("sweep") == sweep.name and row.get("backbone") == cfg.backbone
                 and t.get("train_s") is not None and row.get("epochs")):
-            per_epoch.append((t["train_s"] + (t.get("eval_s") or 0.0)) / row["epochs"])
-    if per_epoch:
-        return sum(per_epoch) / len(per_epoch)
-    return sweep.estimate.get(cfg.backbone)
+            n = int((row.get("env") or {}).get("parallel") or 1)
+            per_epoch.setdefault(n, []).append((t["train_s"] + (t.get("eval_s") or 0.0)) / row["epochs"])
+    for n, scale in ((parallel, 1), (1, parallel)):
+        if per_epoch.get(n):
+            return scale * sum(per_epoch[n]) / len(per_epoch[n])
+    est = sweep.estimate.get(cfg.backbone)
+    return None if est is None else est * parallel
 
 
 def run_local(sweep, configs: list[RunConfig], root: Path, budget_s: float | None = None) -> int:

@@ -22,6 +22,9 @@ row still `running`, e.g. after SIGKILL) is `lost` and is run again; `failed` ro
 --retry-failed. Files under results/sweeps/<name>/: jobs.json (the ledger: run_id -> SLURM job
 id per submission), sweep.yaml (the sweep as last run, overrides applied), submitit/ (logs).
 
+Locally (--local) runs go in order in this process, or N at once in worker processes with
+--parallel N (augbench.parallel); --budget-s starts no run whose estimate would overrun it.
+
 `sweep run --policy NAME` runs NAME and the `full` baseline for simclr, seeds 0,1,2, on the base
 of sweeps/default.yaml (ResNet-18, CIFAR-10, 30 epochs), or of sweeps/smoke.yaml with --smoke;
 --method/--seeds/--epochs override those, as they override any sweep's axes.
@@ -314,6 +317,12 @@ def add_arguments(p) -> None:
                    help="auto = SLURM when sbatch is on PATH, else local (in-process, in order)")
     r.add_argument("--local", action="store_true", help="same as --executor local")
     r.add_argument("--budget-s", type=float, help="local: start no run that would end after this many seconds")
+    r.add_argument("--parallel", type=int, metavar="N",
+                   help="local: N runs at once, each in its own worker process, sharing the device "
+                        "(default: one at a time in this process); prints throughput to compare N")
+    r.add_argument("--hard-stop", action="store_true",
+                   help="with --budget-s: at the budget, running runs save a checkpoint and stop "
+                        "(resumed next time) instead of finishing")
     r.add_argument("--retry-failed", action="store_true", help="also rerun runs whose row is failed")
     r.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     r.add_argument("--results", help="results root (default: $AUGBENCH_RESULTS or ./results)")
@@ -379,6 +388,11 @@ def cmd_run(args) -> int:
     executor = pick_executor("local" if args.local else args.executor)
     if args.budget_s is not None and (executor != "local" or args.budget_s <= 0):
         raise SweepError("--budget-s: needs a positive number of seconds and the local executor")
+    if args.parallel is not None and (executor != "local" or args.parallel < 1):
+        raise SweepError(f"--parallel: needs a positive number of runs at once (got {args.parallel}) "
+                         f"and the local executor")
+    if args.hard_stop and args.budget_s is None:
+        raise SweepError("--hard-stop: needs --budget-s (the time at which running runs stop)")
     root = Path(args.results or results_root()).resolve()
     plan = make_plan(sweep, configs, root, args.retry_failed)
     print(plan.summary(), flush=True)
@@ -392,6 +406,11 @@ def cmd_run(args) -> int:
         if args.wait:
             return slurm_task.wait(jobs)
         return 0
+    if args.parallel is not None or args.hard_stop:
+        from augbench.parallel import run_parallel
+
+        summary = run_parallel(sweep, plan.todo, root, args.parallel or 1, args.budget_s, args.hard_stop)
+        return 1 if summary["failed"] else 0
     ran = slurm_task.run_local(sweep, plan.todo, root, budget_s=args.budget_s)
     print(f"ran {ran} of {len(plan.todo)} runs locally", flush=True)
     return 0

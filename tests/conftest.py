@@ -51,3 +51,41 @@ def tiny_rows_dir(tmp_path_factory):
             row = run_config(cfg, results_dir=runs, ckpt_dir=root / "ckpt" / cfg.run_id, sweep="analysis_tiny")
             assert row["status"] == "done", row.get("error")
     return runs
+
+
+# Real rows for the other figures and claims (pairwise heatmap, strength curves ResNet vs ViT, momentum
+# on/off under full and weak, projector depth, masking ViT vs ResNet): seed 0 only, each policy built
+# by the generators so the names are theirs. patch_size 8 everywhere: a 16-token ViT (vit_tiny's
+# 192-dim, 12 blocks) runs in seconds on CPU, and token masking needs the mask's patch = the ViT's.
+# 17 runs, about 50 s on one thread (more threads spin-wait badly when other tests share the cores).
+TINY_GRID_BASE = dict(TINY_BASE, patch_size=8, momentum=False)
+
+
+def tiny_grid_cells() -> list[dict]:
+    from augbench.augment.policy import Policy, pairwise, strength_sweep
+
+    full = Policy.named("full")
+    mask = Policy.named("mask_instead_of_crop").with_params("patch_mask", name="mask_instead_of_crop", patch_size=8)
+    cells = [dict(policy=p.to_dict(), momentum=m) for p in (full, Policy.named("weak")) for m in (False, True)]
+    cells.append(dict(policy=full.to_dict(), proj_depth=0))
+    cells += [dict(policy=p.to_dict()) for p in pairwise(full, ("crop", "color"))]
+    cells += [dict(policy=p.to_dict()) for p in strength_sweep(full, "crop_scale", (0.08, 0.5))]
+    cells.append(dict(policy=mask.to_dict()))
+    cells.append(dict(policy=full.to_dict(), backbone="vit_tiny"))
+    cells.append(dict(policy=mask.to_dict(), backbone="vit_tiny"))
+    for backbone in ("resnet18", "vit_tiny"):
+        cells += [dict(policy=p.to_dict(), backbone=backbone) for p in strength_sweep(mask, "mask_ratio", (0, 0.5))]
+    return cells
+
+
+@pytest.fixture(scope="session")
+def tiny_grid_rows_dir(tmp_path_factory):
+    from augbench.config import RunConfig
+    from augbench.run import run_config
+
+    root = tmp_path_factory.mktemp("tiny_grid_results")
+    for cell in tiny_grid_cells():
+        cfg = RunConfig.from_dict({**TINY_GRID_BASE, "seed": 0, **cell})
+        row = run_config(cfg, results_dir=root / "runs", ckpt_dir=root / "ckpt" / cfg.run_id)
+        assert row["status"] == "done", row.get("error")
+    return root / "runs"

@@ -134,3 +134,82 @@ def test_bad_options_and_corrupt_row_are_user_errors(tmp_path, capsys):
     (runs / "broken.json").write_text("{not json")
     assert cli_main(["report", "--runs", str(runs)]) == 2
     assert "broken.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the other figures and claims
+# Real rows from tests/conftest.py::tiny_grid_rows_dir (seed 0): pairwise (crop, color), crop_scale and
+# mask_ratio strength (ResNet and ViT), momentum on/off under full and weak, proj_depth 0 and 2.
+
+@pytest.fixture(scope="module")
+def grid_report(tiny_grid_rows_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid_report")
+    return out, build(tiny_grid_rows_dir, out, n_boot=N_BOOT)
+
+
+def test_grid_figures_are_drawn(grid_report, tiny_grid_rows_dir):
+    out, res = grid_report
+    text = (out / "REPORT.md").read_text()
+    n = len(_rows(tiny_grid_rows_dir))
+    assert res["n_rows"] == n == 17
+    figs = {f.name: f for f in res["figures"]}
+    # runs/pairs each figure is based on: 3 pair_*; 2 crop_scale= + 4 mask_ratio=; full/weak x on/off in
+    # the one cell that has both (not the depth-0 or ViT `full`); depth 0 vs 2 of `full` in one cell
+    for name, png, n_runs in (("pairwise", "pairwise_knn_top1.png", 3), ("strength", "strength_knn_top1.png", 6),
+                              ("momentum", "momentum_knn_top1.png", 4), ("projector", "projector.png", 3 + 2)):
+        f = figs[name]
+        assert [p.name for p in f.files] == [png, png.replace(".png", ".pdf")], (name, f.reason)
+        assert all(p.stat().st_size > 1000 for p in f.files)
+        assert f.n_runs == n_runs and f.reason is None, (name, f.n_runs, f.reason)
+        assert f"figures/{png}" in text
+    assert figs["loo_drop"].files == [] and figs["loo_drop"].reason in text  # no no_* runs here
+
+
+def test_grid_claims_answered(grid_report):
+    out, _ = grid_report
+    text = (out / "REPORT.md").read_text()
+
+    def section(title):
+        s = text.split(f"### {title}: ", 1)[1].split("\n### ", 1)[0]
+        status, body = s.split("\n", 1)
+        return status, body
+
+    status, body = section("Masking suits ViTs, not ConvNets")
+    assert status == "undecided" and "Runs behind this: 4." in body  # full + mask_instead_of_crop, ResNet and ViT
+    assert "ConvNet: drop full - mask_instead_of_crop = mean" in body and "ViT: drop full" in body
+    assert "n=1" in body and "Fewer than two paired seeds" in body
+    status, body = section("A projector helps, and is removed for evaluation")
+    assert status != "not testable" and "projector depth 2 minus no projector: mean" in body and "n=1" in body
+    assert "over 16 runs" in body  # every run with a projector records knn_top1_projector (not the depth-0 one)
+    status, body = section("A momentum encoder helps most under weak augmentation")
+    assert status == "undecided" and "Runs behind this: 4." in body
+    for line in ("Gain from momentum under `full`", "Gain from momentum under `weak`",
+                 "Gain under weak minus gain under full"):
+        assert line in body
+    # momentum variants run only under full/weak: no holes for the policies they did not run
+    assert "Nothing: every (method × policy × seed) combination" in text
+
+
+def test_grid_numbers_match_rows(grid_report, tiny_grid_rows_dir):
+    out, _ = grid_report
+    rows = _rows(tiny_grid_rows_dir)
+    acc = {(r["backbone"], r["policy"]["name"], r["config"]["momentum"], r["config"]["proj_depth"]):
+           r["metrics"]["knn_top1"] for r in rows}
+    text = (out / "REPORT.md").read_text()
+    gain = lambda p: acc["resnet18", p, True, 2] - acc["resnet18", p, False, 2]  # noqa: E731
+    assert f"Gain under weak minus gain under full: mean {gain('weak') - gain('full'):+.2f} points" in text
+    depth = acc["resnet18", "full", False, 2] - acc["resnet18", "full", False, 0]
+    assert f"projector depth 2 minus no projector: mean {depth:+.2f} points" in text
+    vit = acc["vit_tiny", "full", False, 2] - acc["vit_tiny", "mask_instead_of_crop", False, 2]
+    assert f"ViT: drop full - mask_instead_of_crop = mean {vit:+.2f} points" in text
+    # the summary has one line per (cell, policy) run, the drops one per policy beside a `full` of its cell
+    summ = (out / "tables" / "summary_knn_top1.md").read_text()
+    for pol in ("pair_crop", "pair_color", "pair_crop+color", "crop_scale=0.08", "crop_scale=0.5", "weak",
+                "mask_instead_of_crop", "mask_instead_of_crop-mask_ratio=0", "mask_instead_of_crop-mask_ratio=0.5"):
+        assert f"| {pol} | " in summ, pol
+    lines = [l for l in summ.splitlines() if l.startswith("| simclr |")]
+    assert len(lines) == len(rows)
+    assert sum("| vit_tiny |" in l for l in lines) == 4
+    assert sum("| True | weak |" in l or "| True | full |" in l for l in lines) == 2
+    drops = (out / "tables" / "drops_knn_top1.md").read_text()
+    line = next(l for l in drops.splitlines() if "| vit_tiny |" in l and "| mask_instead_of_crop |" in l)
+    assert f"{vit:.2f} [" in line and line.rstrip(" |").endswith("1")

@@ -53,11 +53,13 @@ def test_row_schema_and_files(tiny_run):
     assert set(on_disk["metrics"]) == {"knn_top1", "knn_top1_projector", "linear_top1", "knn_top1_random_init",
                                        "final_loss"}  # no fine-tuning asked for: absent, not zero
     assert all(0.0 <= on_disk["metrics"][k] <= 100.0 for k in on_disk["metrics"] if k.endswith("top1"))
-    assert set(on_disk["timings"]) == {"train_s", "epoch_s", "aug_fraction", "eval_s"}
+    assert set(on_disk["timings"]) == {"train_s", "epoch_s", "aug_fraction", "eval_s", "images"}
+    assert on_disk["timings"]["images"] == 12 * 15 * cfg.batch_size  # 180 steps (see the resume test)
     assert 0.0 < on_disk["timings"]["aug_fraction"] < 1.0
     assert [h["epoch"] for h in on_disk["history"]] == list(range(1, 13))
     assert on_disk["env"]["device"] == "cpu" and on_disk["env"]["torch"] == torch.__version__
     assert on_disk["env"]["world_size"] == 1 and len(on_disk["weights_sha256"]) == 64
+    assert on_disk["env"]["parallel"] == 1  # not started by `sweep run --parallel N`
     log = (root / "logs" / f"{cfg.run_id}.csv").read_text().splitlines()
     assert log[0] == "epoch,loss,lr,epoch_s,aug_s,model_s,img_s" and len(log) == 13
     assert checkpoint.checkpoint_path(root / "checkpoints" / cfg.run_id).exists()

@@ -99,7 +99,7 @@ def test_preempted_task_resumes_from_its_checkpoint_with_the_same_metrics(slurm,
 
 def test_sigkilled_task_is_reported_and_a_rerun_completes_it_without_duplicates(slurm, tmp_path, capsys):
     root = tmp_path / "res"
-    path = sweep_file(tmp_path, "killed", epochs=4, policy=["full"], seed=[0])
+    path = sweep_file(tmp_path, "killed", epochs=8, policy=["full"], seed=[0])  # long enough to be killed mid-run
     assert cli(["sweep", "run", str(path), "--executor", "slurm", "--results", str(root)]) == 0
     (cfg,) = expand(load_sweep(path))
     (job_id,) = latest_jobs(root / "sweeps" / "killed").values()
@@ -108,9 +108,13 @@ def test_sigkilled_task_is_reported_and_a_rerun_completes_it_without_duplicates(
     poll(lambda: job_id not in (squeue_ids() or {}), what="the killed job to leave the queue")
     assert read_row(cfg.run_id, root / "runs")["status"] == "running"  # no done row
     capsys.readouterr()
-    assert cli(["sweep", "status", str(path), "--results", str(root)]) == 0
-    out = capsys.readouterr().out
-    assert "1 lost" in out and f"lost     {cfg.run_id}" in out and f"job {job_id}" in out
+
+    def status_says_lost():  # sacct can lag a few seconds behind the kill: poll, don't check once
+        assert cli(["sweep", "status", str(path), "--results", str(root)]) == 0
+        out = capsys.readouterr().out
+        return "1 lost" in out and f"lost     {cfg.run_id}" in out and f"job {job_id}" in out
+
+    poll(status_says_lost, timeout=60, every=1.0, what="status to report the killed run as lost")
     assert cli(["sweep", "run", str(path), "--executor", "slurm", "--results", str(root), "--wait"]) == 0
     assert [p.stem for p in rows(root)] == [cfg.run_id]
     assert read_row(cfg.run_id, root / "runs")["status"] == "done"

@@ -42,7 +42,7 @@ def test_two_task_job_trains_one_run_with_ddp(slurm, tmp_path):  # noqa: F811
     assert row["config"] == cfg.to_dict()
     assert set(row["metrics"]) == {"knn_top1", "knn_top1_projector", "linear_top1", "knn_top1_random_init",
                                    "final_loss"}
-    assert set(row["timings"]) == {"train_s", "epoch_s", "aug_fraction", "eval_s"}
+    assert set(row["timings"]) == {"train_s", "epoch_s", "aug_fraction", "eval_s", "images"}
     assert per_rank[0]["status"] == "done" and per_rank[1]["status"] == "running"  # rank 1 stops after training
 
     # DDP, not two independent runs: each rank trained on its own half of the data with its own
