@@ -13,9 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from augbench.errors import UserError
+from augbench.errors import UserError, read_yaml
 
 METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
 BACKBONES = ("resnet18", "resnet50", "vit_tiny", "vit_small")
@@ -94,13 +92,7 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        data = read_yaml(path, "config file", ConfigError)
         return cls.from_dict(data or {}, source=str(path))
 
     def replace(self, **changes: Any) -> "RunConfig":

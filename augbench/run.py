@@ -21,7 +21,7 @@ import torch
 
 from augbench import checkpoint, distributed
 from augbench.config import ConfigError, RunConfig
-from augbench.errors import UserError
+from augbench.errors import UserError, read_yaml
 from augbench.results import read_row, runs_dir, write_row
 
 
@@ -251,19 +251,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    import yaml
 
     from augbench.augment.policy import Policy
 
     d: dict[str, Any] = {}
     if getattr(args, "config", None):
         path = Path(args.config)
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        d = read_yaml(path, "config file", ConfigError) or {}
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: expected a mapping of RunConfig fields")
     for f in dataclasses.fields(RunConfig):

@@ -42,7 +42,7 @@ import yaml
 from augbench.atomic import atomic_write
 from augbench.config import RunConfig
 from augbench.env import REPO_ROOT, results_root
-from augbench.errors import UserError
+from augbench.errors import UserError, read_yaml
 from augbench.results import read_row
 
 SWEEPS_DIR = REPO_ROOT / "sweeps"
@@ -94,11 +94,7 @@ def resolve_path(spec: str | Path) -> Path:
 
 def load_sweep(spec: str | Path) -> Sweep:
     path = resolve_path(spec)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SweepError(f"{path}: not valid YAML: {e}") from None
-    return sweep_from_dict(data, source=str(path))
+    return sweep_from_dict(read_yaml(path, "sweep file", SweepError), source=str(path))
 
 
 def sweep_from_dict(data: Any, source: str = "sweep") -> Sweep:

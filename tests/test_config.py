@@ -66,7 +66,7 @@ def test_yaml_file_round_trip_and_errors(tmp_path):
     assert RunConfig.from_yaml(p).run_id == cfg.run_id
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: [unclosed")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="bad.yaml: not a valid YAML config file"):
         RunConfig.from_yaml(bad)
     with pytest.raises(ConfigError, match="no such config file"):
         RunConfig.from_yaml(tmp_path / "missing.yaml")

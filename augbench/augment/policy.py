@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from augbench.errors import read_yaml
 from augbench.augment.ops import GROUPS, OPS, PolicyError, normalise_params
 
 __all__ = ["Policy", "PolicyError", "NAMED", "leave_one_out", "only", "pairwise", "strength_sweep"]
@@ -87,13 +88,7 @@ class Policy:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Policy":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise PolicyError(f"{path}: no such policy file") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise PolicyError(f"{path}: not a valid YAML policy file: {e}") from None
+        data = read_yaml(path, "policy file", PolicyError)
         return cls.from_dict(data, source=str(path))
 
     @classmethod
