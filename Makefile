@@ -13,7 +13,7 @@ EPOCHS   ?=
 EXECUTOR ?= auto
 OUT      ?= results/figures/preview_$(POLICY).png
 
-.PHONY: setup test preview policies bench-aug train sweep status cancel collect plots tables report slurm-up slurm-down clean
+.PHONY: setup test preview policies bench-aug train sweep status cancel collect plots tables report slurm-up slurm-down device-prep clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -66,6 +66,10 @@ slurm-up:
 
 slurm-down:
 	bash ../shared/slurm/stop-local-slurm.sh
+
+# pack CIFAR-10 JPEGs + wheels for a lent GPU machine (then: scripts/device/gpu_checks.sh there)
+device-prep:
+	bash scripts/device/prepare.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
