@@ -13,6 +13,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("AUGBENCH_CACHE", str(REPO / ".augbench_cache"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; more only spin when the 2 CI cores are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def results_root(tmp_path, monkeypatch):
     root = tmp_path / "results"

@@ -12,13 +12,7 @@ from augbench.methods.losses import barlow_loss, byol_loss, nt_xent, simsiam_los
 from augbench.models import build_backbone
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; more only spin when the 2 CI cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ["simclr", "byol", "vicreg", "barlow", "simsiam"]
 

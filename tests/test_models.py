@@ -7,13 +7,7 @@ from augbench.errors import UserError
 from augbench.models import MLP, build_backbone, resnet18, resnet50, vit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; more only spin when the 2 CI cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 torch.manual_seed(0)
 
