@@ -422,6 +422,7 @@ def cmd_status(args) -> int:
 
     root = Path(args.results or results_root()).resolve()
     names = [args.sweep] if args.sweep else known_sweeps(root)
+    shown = 0
     for name in names:
         sweep_dir = root / "sweeps" / Path(name).stem
         ledger = slurm_task.read_ledger(sweep_dir)
@@ -438,6 +439,7 @@ def cmd_status(args) -> int:
             continue  # a shipped sweep nothing has run of yet, or an ad-hoc one without a file
         plan = make_plan(sweep, configs, root)
         print(plan.summary())
+        shown += 1
         jobs = slurm_task.latest_jobs(sweep_dir)
         for c in configs:
             st = plan.state[c.run_id]
@@ -447,6 +449,8 @@ def cmd_status(args) -> int:
             why = f" (job {job}: {slurm_task.sacct_state(job) or 'ended'})" if job and st in ("lost", "failed", "pending") else (
                 f" (job {job})" if job and st == "running" else "")
             print(f"  {st:8s} {c.run_id} {c.method} {c.policy_name} seed={c.seed} {c.backbone}{why}")
+    if not shown:
+        print(f"no sweep has run under {root} yet (start one with `augbench sweep run SWEEP`)")
     return 0
 
 

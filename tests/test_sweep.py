@@ -174,3 +174,8 @@ def test_16_concurrent_writer_processes_leave_16_valid_rows(tmp_path):
         assert read_row(f"run{i:02d}", runs) == {"run_id": f"run{i:02d}", "status": "done", "k": 9, "writer": i}
     assert json.loads((runs / "shared.json").read_text())["k"] == 9
     assert len(collect(runs, csv_path=False)) == 17
+
+
+def test_status_with_nothing_run_says_so(tmp_path, capsys):
+    assert cli(["sweep", "status", "--results", str(tmp_path)]) == 0
+    assert "no sweep has run under" in capsys.readouterr().out
