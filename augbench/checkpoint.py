@@ -7,8 +7,10 @@ raises ``Preempted`` so the run exits cleanly and a requeued job resumes where i
 """
 from __future__ import annotations
 
+import os
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,26 @@ def checkpoint_path(ckpt_dir: str | Path) -> Path:
 def save(ckpt_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` (plus the RNG states) to <ckpt_dir>/last.pt: temporary file, fsync, rename."""
     full = {**state, "rng": rng_state()}
-    return atomic_write(checkpoint_path(ckpt_dir), lambda f: torch.save(full, f), mode=0o600)
+    path = atomic_write(checkpoint_path(ckpt_dir), lambda f: torch.save(full, f), mode=0o600)
+    _hold_after_save(path)
+    return path
+
+
+HOLD_ENV = "AUGBENCH_TEST_HOLD_AFTER_SAVE"  # test hook: a barrier file (see _hold_after_save)
+HOLD_MAX_S = 600
+
+
+def _hold_after_save(path: Path) -> None:
+    """Test hook, off unless $AUGBENCH_TEST_HOLD_AFTER_SAVE names a file F that does not exist yet:
+    after a checkpoint is saved, write F.held (the checkpoint's path) and wait until F exists. A
+    test can then kill a run that is provably mid-training (a checkpoint saved, not finished)."""
+    barrier = os.environ.get(HOLD_ENV)
+    if not barrier or Path(barrier).exists():
+        return
+    Path(barrier + ".held").write_text(str(path))
+    end = time.monotonic() + HOLD_MAX_S
+    while not Path(barrier).exists() and time.monotonic() < end:
+        time.sleep(0.1)
 
 
 def load(ckpt_dir: str | Path | None) -> dict[str, Any] | None:

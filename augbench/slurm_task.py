@@ -205,10 +205,16 @@ def sacct_state(job_id: str) -> str | None:
         return None
     try:
         out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True,
-                             text=True, timeout=30).stdout.split()
+                             text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return out[-1] if out else None
+    return sacct_last_state(out)
+
+
+def sacct_last_state(out: str) -> str | None:
+    """The last line of `sacct -P -o State`, whole: "CANCELLED by 0" (uid 0 cancelled it), not "0"."""
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return lines[-1] if lines else None
 
 
 def active_runs(sweep_dir: Path) -> dict[str, str]:

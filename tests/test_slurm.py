@@ -4,15 +4,18 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from augbench.cli import main as cli
 from augbench.env import REPO_ROOT, git_commit
 from augbench.results import read_row
+from augbench.checkpoint import HOLD_ENV
 from augbench.run import run_config
-from augbench.slurm_task import latest_jobs, read_ledger, squeue_ids
+from augbench.slurm_task import latest_jobs, read_ledger, sacct_last_state, squeue_ids
 from augbench.sweep import expand, load_sweep
 
 pytestmark = pytest.mark.slurm
@@ -97,28 +100,50 @@ def test_preempted_task_resumes_from_its_checkpoint_with_the_same_metrics(slurm,
     assert len(rows(root)) == 1
 
 
-def test_sigkilled_task_is_reported_and_a_rerun_completes_it_without_duplicates(slurm, tmp_path, capsys):
+def test_sigkilled_task_is_reported_and_a_rerun_completes_it_without_duplicates(slurm, tmp_path, capsys,
+                                                                                  monkeypatch):
     root = tmp_path / "res"
-    path = sweep_file(tmp_path, "killed", epochs=8, policy=["full"], seed=[0])  # long enough to be killed mid-run
+    barrier = tmp_path / "release"  # the task holds after its first checkpoint until this file exists
+    monkeypatch.setenv(HOLD_ENV, str(barrier))  # exported to the SLURM job by sbatch
+    path = sweep_file(tmp_path, "killed", epochs=3, policy=["full"], seed=[0])
     assert cli(["sweep", "run", str(path), "--executor", "slurm", "--results", str(root)]) == 0
     (cfg,) = expand(load_sweep(path))
     (job_id,) = latest_jobs(root / "sweeps" / "killed").values()
-    poll(lambda: (read_row(cfg.run_id, root / "runs") or {}).get("status") == "running", what="training to start")
+    held = poll(lambda: Path(str(barrier) + ".held").exists(), what="the task to save its first checkpoint")
+    # provably mid-training: one of three epochs checkpointed, the row still running, the job alive
+    ckpt = torch.load(root / "checkpoints" / cfg.run_id / "last.pt", map_location="cpu", weights_only=True)
+    assert held and (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)
+    assert read_row(cfg.run_id, root / "runs")["status"] == "running"
+    assert job_id in (squeue_ids() or {})
     subprocess.run(["scancel", "--signal=KILL", job_id], check=True, timeout=30)
     poll(lambda: job_id not in (squeue_ids() or {}), what="the killed job to leave the queue")
-    assert read_row(cfg.run_id, root / "runs")["status"] == "running"  # no done row
+    assert read_row(cfg.run_id, root / "runs")["status"] == "running"  # no done row: it died mid-run
     capsys.readouterr()
 
     def status_says_lost():  # sacct can lag a few seconds behind the kill: poll, don't check once
         assert cli(["sweep", "status", str(path), "--results", str(root)]) == 0
         out = capsys.readouterr().out
-        return "1 lost" in out and f"lost     {cfg.run_id}" in out and f"job {job_id}" in out
+        return "1 lost" in out and f"lost     {cfg.run_id}" in out and f"job {job_id}" in out and out
 
-    poll(status_says_lost, timeout=60, every=1.0, what="status to report the killed run as lost")
+    out = poll(status_says_lost, timeout=60, every=1.0, what="status to report the killed run as lost")
+    assert f"job {job_id}: 0)" not in out  # sacct's "CANCELLED by 0" is shown whole
+    barrier.touch()
     assert cli(["sweep", "run", str(path), "--executor", "slurm", "--results", str(root), "--wait"]) == 0
     assert [p.stem for p in rows(root)] == [cfg.run_id]
-    assert read_row(cfg.run_id, root / "runs")["status"] == "done"
+    got = read_row(cfg.run_id, root / "runs")
+    assert got["status"] == "done", got["error"]
     assert len(read_ledger(root / "sweeps" / "killed")["submissions"]) == 2
+    log = "".join(p.read_text() for p in (root / "sweeps" / "killed" / "submitit").rglob("*_log.out"))
+    assert f"resuming run {cfg.run_id}" in log  # the rerun continued from the killed run's checkpoint
+    ref = run_config(cfg, results_dir=tmp_path / "ref" / "runs")  # the same config, never interrupted
+    assert got["metrics"] == ref["metrics"]
+    assert [h["loss"] for h in got["history"]] == [h["loss"] for h in ref["history"]]
+
+
+def test_sacct_state_keeps_who_cancelled():
+    assert sacct_last_state("CANCELLED by 0\n") == "CANCELLED by 0"
+    assert sacct_last_state("COMPLETED\n\n") == "COMPLETED"
+    assert sacct_last_state("") is None
 
 
 def test_cancel_scancels_the_sweeps_jobs(slurm, tmp_path, capsys):
