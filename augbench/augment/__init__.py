@@ -9,12 +9,12 @@
 
 Only torch, numpy and pyyaml are needed here; Kornia and albumentations load with their backend.
 """
-from augbench.augment.engine import BACKENDS, AugmentInputError, Engine
+from augbench.augment.engine import BACKENDS, AugmentInputError, BackendUnavailable, Engine
 from augbench.augment.ops import GROUPS, OPS, PolicyError
 from augbench.augment.policy import NAMED, Policy, leave_one_out, only, pairwise, strength_sweep
 from augbench.augment.sizing import DATASET_STATS, blur_kernel_size, channel_stats
 from augbench.augment.transform import ViewTransform
 
-__all__ = ["Policy", "PolicyError", "Engine", "AugmentInputError", "ViewTransform", "BACKENDS", "OPS", "GROUPS",
+__all__ = ["Policy", "PolicyError", "Engine", "AugmentInputError", "BackendUnavailable", "ViewTransform", "BACKENDS", "OPS", "GROUPS",
            "NAMED", "DATASET_STATS", "blur_kernel_size", "channel_stats",
            "leave_one_out", "only", "pairwise", "strength_sweep"]

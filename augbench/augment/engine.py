@@ -29,6 +29,13 @@ class AugmentInputError(UserError):
     """A batch the engine cannot augment (dtype, shape, range) or a bad engine argument."""
 
 
+class BackendUnavailable(AugmentInputError, ImportError):
+    """A backend whose library is not installed (the core install has neither Kornia nor albumentations)."""
+
+
+_EXTRA = {"kornia": "kornia", "albumentations": "albumentations"}  # backend -> pyproject extra
+
+
 def as_policy(policy: Policy | str | dict) -> Policy:
     if isinstance(policy, Policy):
         return policy
@@ -102,7 +109,11 @@ class Engine(nn.Module):
         self.device = torch.device(device) if device is not None else None
         self._gens: dict[str, torch.Generator] = {}  # one per device, each seeded with `seed`
         self._order_gen = torch.Generator().manual_seed(seed + 1)  # CPU: per-call jitter orders
-        self._backend = self._make_backend()
+        try:
+            self._backend = self._make_backend()
+        except ModuleNotFoundError as e:
+            raise BackendUnavailable(f"backend={backend!r} needs {e.name}, which is not installed here: "
+                                     f"pip install 'augbench[{_EXTRA.get(backend, backend)}]'") from e
 
     # ------------------------------------------------------------------ generators
     def generator(self, device: torch.device) -> torch.Generator:
