@@ -25,10 +25,12 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # API reference (HTML) of the library: docs/api/, committed; needs the `docs` extra (pdoc)
+API_MODULES := augbench.augment $(addprefix augbench.augment.,engine policy transform sizing ops \
+	backends.fused backends.kornia_backend backends.albu)
 docs: setup
 	$(BIN)/python -c "import pdoc" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
 	rm -rf docs/api
-	$(BIN)/python -m pdoc -o docs/api --docformat markdown augbench.augment
+	$(BIN)/python -m pdoc -o docs/api --docformat markdown --no-show-source --no-search $(API_MODULES)
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
