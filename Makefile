@@ -13,15 +13,24 @@ EPOCHS   ?=
 EXECUTOR ?= auto
 OUT      ?= results/figures/preview_$(POLICY).png
 
-.PHONY: setup test preview policies bench-aug train sweep status cancel collect plots tables report slurm-up slurm-down device-prep clean
+.PHONY: setup docs test preview policies bench-aug train sweep status cancel collect plots tables report slurm-up slurm-down device-prep clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	# torch first, pinned (a CPU wheel on local disk here); a torch already in the venv (a cluster's CUDA build) is kept.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[test]"
+	# the core is torch + numpy + pyyaml; the tests exercise every backend and the analysis: all extras
+	$(BIN)/pip install -q -e ".[all,test]"
 	touch $@
+
+# API reference (HTML) of the library: docs/api/, committed; needs the `docs` extra (pdoc)
+API_MODULES := augbench.augment $(addprefix augbench.augment.,engine policy transform sizing ops \
+	backends.fused backends.kornia_backend backends.albu)
+docs: setup
+	$(BIN)/python -c "import pdoc" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	rm -rf docs/api
+	$(BIN)/python -m pdoc -o docs/api --docformat markdown --no-show-source --no-search $(API_MODULES)
 
 test: setup
 	$(BIN)/python -m pytest -q -ra

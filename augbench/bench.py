@@ -5,10 +5,15 @@ run), torchvision v2 (only if importable: one parameter set per batch, and a per
 and `albumentations` (per image, in N worker processes). Images are real CIFAR-10 training
 images ($AUGBENCH_DATA), resized to 256 px for the 224 px case; random uint8 if the data set is
 absent (recorded as `images` in the JSON).
+
+Only the engine's core (torch) is required: a backend whose library is missing is skipped, and
+each case's `skipped` says why. The JSON is rewritten (atomically) after every case, with
+`complete: false` until the last one, so an interrupted run keeps the cases it finished.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing as mp
 import time
@@ -38,11 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def case_policy(kind: str, out_px: int):
     from augbench.augment import Policy
 
-    base = Policy.named("simclr").without("blur", name="simclr-noblur")
-    base = base.with_params("random_resized_crop", name=kind, size=out_px)
-    if kind == "simclr-blur23":  # SimCLR's ImageNet blur: 23 taps (10 % of 224 px), sigma in [0.1, 2]
-        base = base.with_params("gaussian_blur", name=kind, kernel_size=23, sigma=(0.1, 2.0), p=0.5)
-    return base
+    if kind == "simclr-blur23":  # SimCLR's ImageNet recipe: a 23-tap blur (10 % of 224 px), ImageNet stats
+        return Policy.named("simclr").for_size(out_px, dataset="imagenet", name=kind)
+    return Policy.named("simclr").without("blur").for_size(out_px, name=kind)
 
 
 def load_images(n: int, px: int):
@@ -67,9 +70,10 @@ def load_images(n: int, px: int):
     return x, source
 
 
-def _time_interleaved(fns: dict, iters: int, sync) -> dict:
+def _time_interleaved(fns: dict, iters: int, sync, label: str = "") -> dict:
     """Median seconds per call of each fn. Calls alternate between the fns, so a load spike on a
-    shared machine hits every backend alike and the ratios stay meaningful."""
+    shared machine hits every backend alike and the ratios stay meaningful. A line per iteration
+    (a 224 px Kornia iteration takes seconds on a CPU)."""
     import statistics
 
     for fn in fns.values():  # warm-up: allocator, kernels, lazily built pipelines
@@ -77,12 +81,14 @@ def _time_interleaved(fns: dict, iters: int, sync) -> dict:
         fn()
     sync()
     times: dict = {k: [] for k in fns}
-    for _ in range(iters):
+    for i in range(iters):
         for k, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             sync()
             times[k].append(time.perf_counter() - t0)
+        if fns:
+            print(f"    {label or ', '.join(fns)}: iteration {i + 1}/{iters}", flush=True)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -126,6 +132,19 @@ def _tv_transforms(policy):
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), *t])
 
 
+def _unavailable(be: str) -> str | None:
+    """Why backend `be` cannot run here (its library missing or broken), or None."""
+    module = {"kornia": "kornia", "albumentations": "albumentations"}.get(be, "torchvision" if be.startswith(
+        "torchvision") else None)
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 -- ImportError, or a torchvision built for another torch
+        return f"{module} not importable ({type(e).__name__}: {e})"
+    return None
+
+
 def run_case(name: str, device, iters: int, batch: int | None, backends, workers: int) -> dict:
     import torch
 
@@ -141,6 +160,10 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
                  "images": source, "views_per_s": {}, "skipped": {}}
     fns = {}
     for be in backends:
+        why = _unavailable(be)
+        if why:
+            res["skipped"][be] = why
+            continue
         try:
             if be in ("fused", "kornia"):
                 eng = Engine(policy, backend=be, seed=0)
@@ -158,12 +181,13 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
         res["views_per_s"][be] = b / dt
     if fns.get("torchvision-loop"):
         res["views_per_s"]["torchvision-loop"] = b / _time_interleaved(
-            {"l": fns["torchvision-loop"]}, max(1, iters // 4), sync)["l"]
+            {"l": fns["torchvision-loop"]}, max(1, iters // 4), sync, "torchvision-loop")["l"]
     if "albumentations" in fns:
         imgs = x_cpu.permute(0, 2, 3, 1).numpy()
         chunks = [imgs[i::workers] for i in range(workers)]
         with mp.get_context("spawn").Pool(workers, _albu_init, (policy.for_view(0), 0)) as pool:
-            dt = _time_interleaved({"a": lambda: pool.map(_albu_chunk, chunks)}, max(1, iters // 4), lambda: None)
+            dt = _time_interleaved({"a": lambda: pool.map(_albu_chunk, chunks)}, max(1, iters // 4), lambda: None,
+                                   "albumentations")
         res["views_per_s"]["albumentations"] = b / dt["a"]
     ref = res["views_per_s"].get("kornia")
     res["ratio_to_kornia"] = {k: v / ref for k, v in res["views_per_s"].items()} if ref else {}
@@ -173,7 +197,8 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from augbench.env import environment, results_root
+    from augbench.atomic import atomic_write
+    from augbench.env import environment, package_version, results_root
     from augbench.errors import UserError
 
     if args.iters < 1:
@@ -188,23 +213,34 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {"env": environment(device), "torch_threads": torch.get_num_threads(), "iters": args.iters,
-              "started_at": datetime.now(timezone.utc).isoformat(), "cases": {}}
-    import albumentations
-
-    report["env"]["albumentations"] = albumentations.__version__
-    for name in args.cases:
-        r = run_case(name, device, args.iters, args.batch, args.backends, args.workers)
-        report["cases"][name] = r
-        print(f"\n{name}: {r['input_px']}->{r['output_px']} px, batch {r['batch']}, {r['images']}")
-        print(f"  {'backend':<18}{'views/s':>12}{'x kornia':>10}")
-        for be, v in r["views_per_s"].items():
-            print(f"  {be:<18}{v:>12.0f}{r['ratio_to_kornia'].get(be, float('nan')):>10.2f}")
-        for be, why in r["skipped"].items():
-            print(f"  {be:<18} skipped: {why}")
+              "started_at": datetime.now(timezone.utc).isoformat(), "complete": False, "cases": {}}
+    report["env"]["albumentations"] = package_version("albumentations")
     dev = "cpu" if device.type == "cpu" else device.type
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else results_root() / "bench" / f"bench-aug-{dev}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    t_start = time.perf_counter()
+    for i, name in enumerate(args.cases):
+        in_px, out_px, b, _ = CASES[name]
+        print(f"[{i + 1}/{len(args.cases)}] {name}: {in_px}->{out_px} px, batch {args.batch or b}, "
+              f"{', '.join(args.backends)} ...", flush=True)
+        t0 = time.perf_counter()
+        r = run_case(name, device, args.iters, args.batch, args.backends, args.workers)
+        r["seconds"] = time.perf_counter() - t0
+        report["cases"][name] = r
+        report["complete"] = i + 1 == len(args.cases)
+        atomic_write(out, json.dumps(report, indent=2, default=str))  # kept if a later case is interrupted
+        _print_case(name, r)
+        left = len(args.cases) - i - 1
+        eta = f", about {(time.perf_counter() - t_start) / (i + 1) * left:.0f} s to go" if left else ""
+        print(f"  ({r['seconds']:.1f} s{eta}; {out})", flush=True)
     print(f"\nwrote {out}")
     return 0
+
+
+def _print_case(name: str, r: dict) -> None:
+    print(f"{name}: {r['input_px']}->{r['output_px']} px, batch {r['batch']}, {r['images']}")
+    print(f"  {'backend':<18}{'views/s':>12}{'x kornia':>10}")
+    for be, v in r["views_per_s"].items():
+        print(f"  {be:<18}{v:>12.0f}{r['ratio_to_kornia'].get(be, float('nan')):>10.2f}")
+    for be, why in r["skipped"].items():
+        print(f"  {be:<18} skipped: {why}")

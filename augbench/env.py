@@ -35,15 +35,24 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def package_version(name: str) -> str | None:
+    """An installed package's version without importing it; None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def environment(device) -> dict:
-    import kornia
     import torch
 
     return {
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "kornia": kornia.__version__,
+        "kornia": package_version("kornia"),  # optional: the core install has no Kornia
         "cuda": torch.version.cuda,
         "device": str(device),
         "device_name": device_name(device),

@@ -138,3 +138,51 @@ def test_strength_sweeps():
         strength_sweep(base, "sharpness", [1])
     with pytest.raises(PolicyError, match=r"ops\[4\]\.gaussian_blur\.p: probability"):  # out of range fails like any policy
         strength_sweep(base, "gaussian_blur.p", [1.5])
+
+
+# ---------------------------------------------------------------------- size-aware policies
+def test_for_size_adapts_crop_blur_and_stats():
+    from augbench.augment import DATASET_STATS, blur_kernel_size
+
+    assert [blur_kernel_size(s) for s in (32, 64, 96, 224)] == [3, 7, 9, 23]  # SimCLR: 23 taps at 224 px
+    p = Policy.named("simclr", size=224, dataset="imagenet")
+    assert p.output_size == (224, 224) and p.params("gaussian_blur")["kernel_size"] == 23
+    assert p.params("normalize")["mean"] == DATASET_STATS["imagenet"][0] and p.name == "simclr@224px-imagenet"
+    assert p.params("color_jitter") == Policy.named("simclr").params("color_jitter")  # the rest unchanged
+    # BYOL's per-view overrides survive (their p), the kernel follows the size on both views
+    b = Policy.named("byol").for_size((96, 128), dataset=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    assert [dict(b.for_view(v))["gaussian_blur"]["p"] for v in (0, 1)] == [1.0, 0.1]
+    assert {dict(b.for_view(v))["gaussian_blur"]["kernel_size"] for v in (0, 1)} == {9}
+    assert b.output_size == (96, 128) and b.params("normalize")["std"] == (0.25, 0.25, 0.25)
+    # size=None: only the stats; no blur op: nothing to adapt
+    c = Policy.named("weak").for_size(None, dataset="cifar100")
+    assert c.output_size == (32, 32) and c.params("normalize")["mean"] == DATASET_STATS["cifar100"][0]
+    assert Policy.from_dict(Policy.named("simclr", size=224).to_dict()) == Policy.named("simclr", size=224)
+    with pytest.raises(PolicyError, match="no statistics for 'svhn'"):
+        Policy.named("simclr").for_size(64, dataset="svhn")
+    with pytest.raises(PolicyError, match="for_size.size"):
+        Policy.named("simclr").for_size(0)
+
+
+def test_with_params_size_says_what_it_keeps():
+    with pytest.warns(UserWarning, match=r"keeps gaussian_blur.kernel_size=3 and normalize's CIFAR-10 mean/std"):
+        p = Policy.named("simclr").with_params("random_resized_crop", size=224)
+    assert p.params("gaussian_blur")["kernel_size"] == 3  # unchanged, as the warning says
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # where the kernel still fits, no warning
+        Policy.named("simclr").with_params("random_resized_crop", size=24)
+        Policy.named("simclr", size=224, dataset="imagenet").with_params("random_resized_crop", size=220)
+
+
+def test_channel_stats_of_real_cifar10():
+    from augbench.augment import DATASET_STATS, channel_stats
+    from augbench.data import load_dataset
+
+    mean, std = channel_stats(load_dataset("cifar10", "train", subset=100).images)  # 1000 real images
+    ref_mean, ref_std = DATASET_STATS["cifar10"]
+    assert all(abs(a - b) < 0.02 for a, b in zip(mean, ref_mean)), mean
+    assert all(abs(a - b) < 0.02 for a, b in zip(std, ref_std)), std
+    p = Policy.named("simclr").for_size(32, dataset=(mean, std))
+    assert p.params("normalize")["mean"] == pytest.approx(mean) and p.name == "simclr@32px-stats"

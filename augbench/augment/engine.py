@@ -3,15 +3,19 @@
     engine = Engine("simclr", backend="fused", seed=0)
     v1, v2 = engine(x)                          # x: uint8 (B, 3, H, W) or float in [0, 1]
     views, params = engine(x, views=2, return_params=True)
+    same = engine(x, params=params)             # replay: the same pixels, no new random draws
 
-Random numbers come from the engine's own seeded generators (never the global RNG), so the
-same seed gives the same views and `state_dict()` / `load_state_dict()` resume exactly.
+An `Engine` is an `nn.Module` (no weights), so it sits inside a model like Kornia's
+`AugmentationSequential`. Random numbers come from the engine's own seeded generators (never the
+global RNG), so the same seed gives the same views and `state_dict()` / `load_state_dict()`
+resume exactly. For one image at a time (a DataLoader), see `augbench.augment.ViewTransform`.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from torch import nn
 
 from augbench.augment.ops import PolicyError
 from augbench.augment.policy import Policy
@@ -23,6 +27,13 @@ MASK_MODES = ("pixel", "token")
 
 class AugmentInputError(UserError):
     """A batch the engine cannot augment (dtype, shape, range) or a bad engine argument."""
+
+
+class BackendUnavailable(AugmentInputError, ImportError):
+    """A backend whose library is not installed (the core install has neither Kornia nor albumentations)."""
+
+
+_EXTRA = {"kornia": "kornia", "albumentations": "albumentations"}  # backend -> pyproject extra
 
 
 def as_policy(policy: Policy | str | dict) -> Policy:
@@ -58,10 +69,22 @@ def check_batch(x: Any) -> None:
                                 f"{float(hi):.4g}] (dtype {x.dtype}); divide uint8 data by 255 or pass uint8")
 
 
-class Engine:
+class Engine(nn.Module):
+    """A policy applied to a batch on one backend: `engine(x, views=2, return_params=False,
+    params=None)`.
+
+    - `backend`: "fused" (fast, any device), "kornia" (the reference), "albumentations" (CPU,
+      per image; its params cannot be replayed).
+    - `device`: move input there first (None: augment where `x` is).
+    - `dtype`: the views' floating dtype. `mask_mode`: "pixel" or "token" (ViT keep indices).
+    - `jitter_order`: "batch" (one colour-jitter order per call, as Kornia), "sample" or a fixed
+      permutation of (brightness, contrast, saturation, hue) = (0, 1, 2, 3).
+    """
+
     def __init__(self, policy: Policy | str | dict, backend: str = "fused", seed: int = 0,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  mask_mode: str = "pixel", jitter_order: Any = "batch"):
+        super().__init__()
         self.policy = as_policy(policy)
         if backend not in BACKENDS:
             raise AugmentInputError(f"backend: unknown backend {backend!r}; choose from {list(BACKENDS)}")
@@ -86,7 +109,11 @@ class Engine:
         self.device = torch.device(device) if device is not None else None
         self._gens: dict[str, torch.Generator] = {}  # one per device, each seeded with `seed`
         self._order_gen = torch.Generator().manual_seed(seed + 1)  # CPU: per-call jitter orders
-        self._backend = self._make_backend()
+        try:
+            self._backend = self._make_backend()
+        except ModuleNotFoundError as e:
+            raise BackendUnavailable(f"backend={backend!r} needs {e.name}, which is not installed here: "
+                                     f"pip install 'augbench[{_EXTRA.get(backend, backend)}]'") from e
 
     # ------------------------------------------------------------------ generators
     def generator(self, device: torch.device) -> torch.Generator:
@@ -95,11 +122,21 @@ class Engine:
             self._gens[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._gens[key]
 
-    def state_dict(self) -> dict[str, Any]:
+    # the RNG state travels as nn.Module "extra state": `state_dict()` holds it under
+    # "_extra_state", also when the engine is a submodule of a model
+    def get_extra_state(self) -> dict[str, Any]:
         return {"seed": self.seed, "generators": {k: g.get_state() for k, g in self._gens.items()},
                 "order_generator": self._order_gen.get_state(), "backend": self._backend.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False):
+        if isinstance(state, dict) and "generators" in state:  # a checkpoint from before Engine was a Module
+            return self.set_extra_state(state)
+        try:
+            return super().load_state_dict(state, strict=strict, assign=assign)
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise AugmentInputError(f"engine state: not a state_dict from Engine.state_dict() ({e})") from None
+
+    def set_extra_state(self, state: Any) -> None:
         try:
             self.seed = int(state["seed"])
             self._gens = {}
@@ -122,19 +159,48 @@ class Engine:
 
         return AlbuBackend(self)
 
-    def __call__(self, x: torch.Tensor, views: int = 2, return_params: bool = False):
-        if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+    def forward(self, x: torch.Tensor, views: int = 2, return_params: bool = False,
+                params: list[dict[str, Any]] | None = None):
+        """`views` views of the batch `x`, each with its own draws; with `params` (a list from an
+        earlier `return_params=True` call on a batch of the same size) those draws are replayed
+        instead, one view per entry, and the generators do not advance."""
+        if params is None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
             raise AugmentInputError(f"views: expected an integer >= 1, got {views!r}")
         check_batch(x)
         self._check_sizes(tuple(x.shape[-2:]))
         if self.device is not None and x.device != self.device:
             x = x.to(self.device, non_blocking=True)
-        out, params = [], []
+        x = x.contiguous()  # a permuted / channels-last batch: the backends index memory as (B, C, H, W)
+        if params is not None:
+            params = [self._check_params(x, v, p) for v, p in enumerate(_param_list(params))]
+            out = [self._backend.apply(x, self.policy.for_view(v), p) for v, p in enumerate(params)]
+            return (out, params) if return_params else out
+        out, drawn = [], []
         for v in range(views):
             y, p = self._backend.view(x, self.policy.for_view(v))
             out.append(y)
-            params.append(p)
-        return (out, params) if return_params else out
+            drawn.append(p)
+        return (out, drawn) if return_params else out
+
+    def _check_params(self, x: torch.Tensor, v: int, p: Any) -> dict[str, Any]:
+        """Params of view v, on x's device (the colour-jitter order stays where it was drawn)."""
+        if not isinstance(p, dict):
+            raise AugmentInputError(f"params[{v}]: expected a dict op -> {{name: tensor}}, got {type(p).__name__}")
+        if "albumentations" in p:
+            raise AugmentInputError("params: albumentations draws inside its own transforms and cannot replay "
+                                    "them; use backend='fused' or 'kornia' to replay views")
+        missing = [op for op, _ in self.policy.for_view(v) if op != "normalize" and op not in p]
+        if missing:
+            raise AugmentInputError(f"params[{v}]: no draws for op(s) {missing} of policy {self.policy.name!r}")
+        out = {}
+        for op, d in p.items():
+            out[op] = {}
+            for k, t in d.items():
+                if k != "order" and t.dim() >= 1 and t.shape[0] != x.shape[0]:
+                    raise AugmentInputError(f"params[{v}].{op}.{k}: drawn for a batch of {t.shape[0]}, "
+                                            f"got a batch of {x.shape[0]}")
+                out[op][k] = t if k == "order" else t.to(x.device, non_blocking=True)
+        return out
 
     def _check_sizes(self, hw: tuple[int, int]) -> None:
         from augbench.augment.backends.fused import output_hw
@@ -150,8 +216,15 @@ class Engine:
                 raise AugmentInputError(f"gaussian_blur.kernel_size {cfg['gaussian_blur']['kernel_size']} is too large "
                                         f"for {oh}x{ow} images (reflect padding needs kernel_size // 2 < side)")
 
-    def __repr__(self) -> str:
-        return f"Engine(policy={self.policy.name!r}, backend={self.backend_name!r}, seed={self.seed})"
+    def extra_repr(self) -> str:
+        return f"policy={self.policy.name!r}, backend={self.backend_name!r}, seed={self.seed}"
+
+
+def _param_list(params: Any) -> list:
+    if not isinstance(params, (list, tuple)) or not params:
+        raise AugmentInputError("params: expected the non-empty list of per-view params that "
+                                "engine(x, return_params=True) returned")
+    return list(params)
 
 
 def _is_order(o: Any) -> bool:
@@ -169,7 +242,13 @@ class _FusedAdapter:
         e = self.e
         params = fused.sample_params(ops, x.shape, e.generator(x.device), x.device, mask_mode=e.mask_mode,
                                      jitter_order=e.jitter_order, order_gen=e._order_gen)
-        return fused.apply(x, ops, params, dtype=e.dtype, mask_mode=e.mask_mode), params
+        return self.apply(x, ops, params), params
+
+    def apply(self, x: torch.Tensor, ops, params):
+        """The pixels of one view for given draws: `view` and replay share it."""
+        from augbench.augment.backends import fused
+
+        return fused.apply(x, ops, params, dtype=self.e.dtype, mask_mode=self.e.mask_mode)
 
     def state_dict(self):
         return {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -92,13 +93,16 @@ class Policy:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def named(cls, name: str) -> "Policy":
-        """A registered policy by name, or a YAML file path."""
+    def named(cls, name: str, size: int | Sequence[int] | None = None, dataset: Any = None) -> "Policy":
+        """A registered policy by name, or a YAML file path; with `size` / `dataset`, adapted by
+        `for_size` (the registry's policies are written for 32 px CIFAR-10)."""
         if name in NAMED:
-            return cls.from_dict(copy.deepcopy(NAMED[name]), source=f"policy {name!r}")
-        if name.endswith((".yaml", ".yml")):
-            return cls.from_yaml(name)
-        raise PolicyError(f"unknown policy {name!r}; named policies: {sorted(NAMED)} (or a path to a .yaml file)")
+            pol = cls.from_dict(copy.deepcopy(NAMED[name]), source=f"policy {name!r}")
+        elif name.endswith((".yaml", ".yml")):
+            pol = cls.from_yaml(name)
+        else:
+            raise PolicyError(f"unknown policy {name!r}; named policies: {sorted(NAMED)} (or a path to a .yaml file)")
+        return pol if size is None and dataset is None else pol.for_size(size, dataset)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "ops": [{"op": op, **_plain(p)} for op, p in self.ops]}
@@ -135,7 +139,55 @@ class Policy:
                 return tuple(p["size"])
         return None
 
+    def transform(self, views: int = 2, seed: int = 0, backend: str = "fused", **engine_kwargs: Any):
+        """This policy per image, for a Dataset / DataLoader (see `ViewTransform`)."""
+        from augbench.augment.transform import ViewTransform
+
+        return ViewTransform(self, views=views, seed=seed, backend=backend, **engine_kwargs)
+
     # ------------------------------------------------------------------ derivation
+    def _warn_size_only(self, op: str, size: Any) -> None:
+        """with_params(size=...) keeps the blur kernel and the stats: say so where they no longer fit."""
+        from augbench.augment.ops import CIFAR10_MEAN, size as check_size
+        from augbench.augment.sizing import blur_kernel_size
+
+        new = check_size(f"{self.name}.{op}.size", size)
+        kept = []
+        if self.has("gaussian_blur") and self.params("gaussian_blur")["kernel_size"] != blur_kernel_size(min(new)):
+            kept.append(f"gaussian_blur.kernel_size={self.params('gaussian_blur')['kernel_size']}")
+        if self.has("normalize") and tuple(self.params("normalize")["mean"]) == CIFAR10_MEAN and min(new) > 64:
+            kept.append("normalize's CIFAR-10 mean/std")
+        if kept:
+            warnings.warn(f"policy {self.name!r}: with_params({op}, size={list(new)}) changes the output size only and "
+                          f"keeps {' and '.join(kept)}; policy.for_size({min(new)}, dataset=...) adapts them",
+                          UserWarning, stacklevel=3)
+
+    def for_size(self, size: int | Sequence[int] | None, dataset: Any = None, name: str | None = None) -> "Policy":
+        """The same policy for another image size and data set, as SimCLR / lightly adapt theirs:
+        the crop (or resize) outputs `size`, the blur kernel is ~10 % of the shorter side (odd),
+        and normalize uses `dataset`'s statistics: a name ("cifar10", "cifar100", "imagenet") or a
+        (mean, std) pair (`channel_stats(images)`). `size=None` keeps the size; `dataset=None`
+        keeps the mean/std. Per-view overrides of what this sets are dropped."""
+        from augbench.augment.ops import size as check_size
+        from augbench.augment.sizing import blur_kernel_size, resolve_stats
+
+        hw = check_size("for_size.size", size) if size is not None else None
+        stats = resolve_stats(dataset)
+        set_: dict[str, dict[str, Any]] = {}
+        for op, p in self.ops:
+            if op in ("random_resized_crop", "resize") and hw is not None:
+                set_[op] = {"size": hw}
+            elif op == "gaussian_blur" and hw is not None:
+                set_[op] = {"kernel_size": blur_kernel_size(min(hw))}
+            elif op == "normalize" and stats is not None:
+                set_[op] = {"mean": stats[0], "std": stats[1]}
+        ops = [(o, {**p, **set_.get(o, {})}) for o, p in self.ops]
+        views = [{o: {k: v for k, v in p.items() if k not in set_.get(o, {})} for o, p in v.items()}
+                 for v in self.views]
+        tag = ("" if hw is None else f"@{hw[0]}px" if hw[0] == hw[1] else f"@{hw[0]}x{hw[1]}px") + (
+            f"-{dataset}" if isinstance(dataset, str) else "-stats" if dataset is not None else "")
+        return self.with_ops(name or f"{self.name}{tag}", ops, [{o: p for o, p in v.items() if p} for v in views])
+
     def with_ops(self, name: str, ops: Iterable[tuple[str, dict[str, Any]]],
                  views: Sequence[dict[str, dict[str, Any]]] | None = None) -> "Policy":
         ops = list(ops)
@@ -174,7 +226,10 @@ class Policy:
         return self.with_ops(name or f"{self.name}-only_{'_'.join(groups)}", ops)
 
     def with_params(self, op: str, name: str | None = None, **params: Any) -> "Policy":
-        """Set parameters of one op (adding the op before normalize if the policy lacks it)."""
+        """Set parameters of one op (adding the op before normalize if the policy lacks it).
+        A new `size` changes the size only (warned): `for_size` adapts the blur and the stats too."""
+        if op in ("random_resized_crop", "resize") and "size" in params and self.has(op):
+            self._warn_size_only(op, params["size"])
         ops = [(o, dict(p)) for o, p in self.ops]
         names = [o for o, _ in ops]
         if op in names:

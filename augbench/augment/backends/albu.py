@@ -94,6 +94,12 @@ class AlbuBackend:
                                                                   self.e.mask_mode)
         return y, params
 
+    def apply(self, x: torch.Tensor, ops, params):
+        from augbench.augment.engine import AugmentInputError
+
+        raise AugmentInputError("params: albumentations draws inside its own transforms and cannot replay "
+                                "them; use backend='fused' or 'kornia' to replay views")
+
     def state_dict(self):
         # albumentations keeps its RNG inside each Compose (numpy Generator + random.Random)
         return {k: (t.compose.py_random.getstate(), t.compose.random_generator.bit_generator.state)

@@ -4,7 +4,8 @@ Kornia draws from the global torch RNG (on the CPU); the backend keeps its own R
 swaps it in around each call, so an engine is reproducible and leaves the caller's RNG alone.
 Kornia has no patch mask: fused's mask op runs on Kornia's output, drawn from the engine's
 generator. Returned params are converted to the fused backend's format (`to_fused_params`), so
-any Kornia draw can be replayed by `fused.apply`: that is how tests compare the two.
+any Kornia draw can be replayed by `fused.apply`: that is how tests compare the two, and how
+`engine(x, params=...)` replays a Kornia engine's views (equal to 1e-4, float32 op order).
 """
 from __future__ import annotations
 
@@ -100,6 +101,9 @@ class KorniaBackend:
             y, params["patch_mask"] = fused.patch_mask_like_fused(y, x.shape, ops, self.e.generator(x.device),
                                                                   self.e.mask_mode)
         return y, params
+
+    def apply(self, x: torch.Tensor, ops, params):
+        return fused.apply(x, ops, params, dtype=self.e.dtype, mask_mode=self.e.mask_mode)
 
     def state_dict(self):
         return {"rng": self._rng.clone()}
