@@ -150,6 +150,12 @@ class Engine:
                 raise AugmentInputError(f"gaussian_blur.kernel_size {cfg['gaussian_blur']['kernel_size']} is too large "
                                         f"for {oh}x{ow} images (reflect padding needs kernel_size // 2 < side)")
 
+    @property
+    def impl(self) -> str:
+        """The code path: for `fused`, 'triton' or 'torch' (the last call's, or the one a call on
+        `device` would take; $AUGBENCH_FUSED_IMPL forces it), else the backend's name."""
+        return getattr(self._backend, "impl", None) or self.backend_name
+
     def __repr__(self) -> str:
         return f"Engine(policy={self.policy.name!r}, backend={self.backend_name!r}, seed={self.seed})"
 
@@ -161,7 +167,10 @@ def _is_order(o: Any) -> bool:
 
 class _FusedAdapter:
     def __init__(self, engine: Engine):
+        from augbench.augment.backends import fused
+
         self.e = engine
+        self.impl = fused.resolve_impl(engine.device or torch.device("cpu"), engine.dtype)
 
     def view(self, x: torch.Tensor, ops):
         from augbench.augment.backends import fused
@@ -169,7 +178,8 @@ class _FusedAdapter:
         e = self.e
         params = fused.sample_params(ops, x.shape, e.generator(x.device), x.device, mask_mode=e.mask_mode,
                                      jitter_order=e.jitter_order, order_gen=e._order_gen)
-        return fused.apply(x, ops, params, dtype=e.dtype, mask_mode=e.mask_mode), params
+        self.impl = fused.resolve_impl(x.device, e.dtype)  # triton on CUDA when it imports, else torch
+        return fused.apply(x, ops, params, dtype=e.dtype, mask_mode=e.mask_mode, impl=self.impl), params
 
     def state_dict(self):
         return {}

@@ -33,6 +33,7 @@ picks Triton on CUDA when it imports; `impl=` or $AUGBENCH_FUSED_IMPL forces eit
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from typing import Any, Sequence
 import torch
 
 from augbench.augment.backends import fused_torch
+from augbench.errors import UserError
 from augbench.augment.backends.fused_torch import GRAY_WEIGHTS, apply_patch_mask, const, resample  # noqa: F401
 
 IMPLS = ("auto", "torch", "triton")
@@ -205,6 +207,7 @@ def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode:
     return Plan(output_hw(ops, (H, W)), geo is not None or flip is not None, box, flip, steps, mask)
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     try:
         from augbench.augment.backends import triton_view  # noqa: F401  (imports triton)
@@ -219,7 +222,7 @@ def resolve_impl(device: torch.device, dtype: torch.dtype = torch.float32, impl:
     'torch' / 'triton' force a path ('triton' on the CPU needs TRITON_INTERPRET=1)."""
     impl = impl or os.environ.get("AUGBENCH_FUSED_IMPL", "auto")
     if impl not in IMPLS:
-        raise ValueError(f"fused impl: expected one of {list(IMPLS)}, got {impl!r}")
+        raise UserError(f"fused impl (AUGBENCH_FUSED_IMPL): expected one of {list(IMPLS)}, got {impl!r}")
     if impl != "auto":
         return impl
     ok_dtype = dtype in (torch.float32, torch.float16, torch.bfloat16)

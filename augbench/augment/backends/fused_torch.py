@@ -128,7 +128,8 @@ def color_jitter(y: torch.Tensor, factors: Sequence[torch.Tensor], order: torch.
     """`factors` (brightness, contrast, saturation, hue), (B,) each, identity where the gate is off."""
     if order.dim() == 2:  # one order per sample: every step at every stage, blended by a one-hot
         for stage in range(4):
-            pick = F.one_hot(order[:, stage], 4).to(y.dtype).T.reshape(4, -1, 1, 1, 1)
+            # a one-hot by comparison: F.one_hot checks its input's range (a sync on some devices)
+            pick = (order[:, stage] == torch.arange(4, device=y.device)[:, None]).to(y.dtype).view(4, -1, 1, 1, 1)
             y = sum(STEPS[i](y.clone(), factors[i]).mul_(pick[i]) for i in range(4))
         return y
     for i in order.tolist():  # a CPU tensor (see fused.sample_params): no device sync
