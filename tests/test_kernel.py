@@ -139,3 +139,45 @@ def test_engine_uses_the_forced_path(monkeypatch):
 def test_auto_picks_triton_on_cuda():
     assert fused.resolve_impl(torch.device("cuda")) == "triton"
     assert fused.resolve_impl(torch.device("cpu")) == "torch"
+
+
+# Compiled (not interpreted) for the H200's sm_90 down to a cubin with the ptxas that ships with
+# triton: no GPU needed, and it catches what the interpreter accepts but the compiler does not
+# (branch types, unsupported constructs). A subprocess, as TRITON_INTERPRET is set above.
+_COMPILE = r"""
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from augbench.augment.backends import triton_view as tv
+ptrs = dict(src="*u8", dst="*fp32", part="*fp32", box="*fp32", flip="*u8", fb="*fp32", fc="*fp32", fs="*fp32",
+            fh="*fp32", order="*i32", gray="*u8", thr="*fp32", mask="*u8", bw="*fp32")
+floats = "m0 m1 m2 is0 is1 is2 fill src_scale".split()
+def sig(fn, **over):
+    s = {n: ptrs.get(n, "fp32" if n in floats else ("constexpr" if n.isupper() and n not in
+         ("H", "W", "OH", "OW", "NT", "GH", "GW", "PATCH") else "i32")) for n in fn.arg_names}
+    return {**s, **over}
+base = dict(SRC=0, K=1, OP0=1, OP1=2, OP2=3, OP3=4, ORDER_PER_SAMPLE=True, STATS=False, MASK=True, FLIP=True,
+            NTP=1, BLOCK=1024)
+variants = [({}, base), ({"dst": "*bf16"}, dict(base, ORDER_PER_SAMPLE=False, NTP=64)),
+            ({}, dict(base, STATS=True, NTP=64, OP1=0, OP2=0, OP3=0)),
+            ({"src": "*fp32"}, dict(base, SRC=1, K=23, OP0=3, OP1=4, OP2=0, OP3=0, FLIP=False))]
+for over, const in variants:
+    out = triton.compile(ASTSource(tv._view_kernel, sig(tv._view_kernel, **over), constexprs=const),
+                         target=GPUTarget("cuda", 90, 32))
+    assert out.asm["cubin"], const
+out = triton.compile(ASTSource(tv._blur_h_kernel, {"src": "*fp32", "dst": "*fp32", "bw": "*fp32", "OH": "i32",
+                     "OW": "i32", "K": "constexpr", "BLOCK": "constexpr"}, constexprs=dict(K=23, BLOCK=1024)),
+                     target=GPUTarget("cuda", 90, 32))
+print("compiled", len(variants) + 1)
+"""
+
+
+def test_kernels_compile_for_sm90():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "compiled 5" in r.stdout, r.stderr[-3000:]
