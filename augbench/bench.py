@@ -158,7 +158,7 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     res: dict = {"input_px": in_px, "output_px": out_px, "batch": b, "policy": policy.to_dict(),
                  "images": source, "views_per_s": {}, "skipped": {}}
-    fns = {}
+    fns, engines = {}, {}
     for be in backends:
         why = _unavailable(be)
         if why:
@@ -166,7 +166,7 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
             continue
         try:
             if be in ("fused", "kornia"):
-                eng = Engine(policy, backend=be, seed=0)
+                eng = engines[be] = Engine(policy, backend=be, seed=0)
                 fns[be] = (lambda e: lambda: e(x, views=1))(eng)
             elif be.startswith("torchvision"):
                 tf = _tv_transforms(policy)
@@ -179,6 +179,7 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
     batched = {k: f for k, f in fns.items() if f is not None and k != "torchvision-loop"}
     for be, dt in _time_interleaved(batched, iters, sync).items():
         res["views_per_s"][be] = b / dt
+    res["impl"] = {be: e.impl for be, e in engines.items()}  # fused: the path that ran (triton / torch)
     if fns.get("torchvision-loop"):
         res["views_per_s"]["torchvision-loop"] = b / _time_interleaved(
             {"l": fns["torchvision-loop"]}, max(1, iters // 4), sync, "torchvision-loop")["l"]

@@ -211,17 +211,22 @@ def test_fused_reads_no_tensor_values_back(images):
     assert calls == []
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_views_stay_on_device_without_sync(images):
+@pytest.mark.parametrize("impl", ["triton", "torch"])
+@pytest.mark.parametrize("name, jitter_order", [("full", "batch"), ("byol", "sample"), ("mask_instead_of_crop", "batch")])
+def test_cuda_views_stay_on_device_without_sync(images, impl, name, jitter_order, monkeypatch):
+    """Sampling and both application paths on CUDA never synchronise (blur, per-sample jitter
+    order and the patch mask included)."""
+    monkeypatch.setenv("AUGBENCH_FUSED_IMPL", impl)
     x = images.cuda()
-    e = Engine("full", seed=0)
-    e(x)  # first call: the input check syncs once; then no sync in the backend
+    e = Engine(name, seed=0, jitter_order=jitter_order)
+    e(x)  # first call: kernels compile, caches fill; uint8 input: the input check reads nothing back
+    assert e.impl == impl
     torch.cuda.set_sync_debug_mode("error")
     try:
-        from augbench.augment.backends import fused as f
-        ops = e.policy.for_view(0)
-        p = f.sample_params(ops, x.shape, e.generator(x.device), x.device, order_gen=e._order_gen)
-        v = f.apply(x, ops, p)
+        views = e(x, views=2)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    assert v.device.type == "cuda"
+    assert all(v.device.type == "cuda" and v.shape == (len(x), 3, 32, 32) for v in views)
+    assert torch.isfinite(views[0]).all()

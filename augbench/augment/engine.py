@@ -216,6 +216,12 @@ class Engine(nn.Module):
                 raise AugmentInputError(f"gaussian_blur.kernel_size {cfg['gaussian_blur']['kernel_size']} is too large "
                                         f"for {oh}x{ow} images (reflect padding needs kernel_size // 2 < side)")
 
+    @property
+    def impl(self) -> str:
+        """The code path: for `fused`, 'triton' or 'torch' (the last call's, or the one a call on
+        `device` would take; $AUGBENCH_FUSED_IMPL forces it), else the backend's name."""
+        return getattr(self._backend, "impl", None) or self.backend_name
+
     def extra_repr(self) -> str:
         return f"policy={self.policy.name!r}, backend={self.backend_name!r}, seed={self.seed}"
 
@@ -234,7 +240,10 @@ def _is_order(o: Any) -> bool:
 
 class _FusedAdapter:
     def __init__(self, engine: Engine):
+        from augbench.augment.backends import fused
+
         self.e = engine
+        self.impl = fused.resolve_impl(engine.device or torch.device("cpu"), engine.dtype)
 
     def view(self, x: torch.Tensor, ops):
         from augbench.augment.backends import fused
@@ -248,7 +257,8 @@ class _FusedAdapter:
         """The pixels of one view for given draws: `view` and replay share it."""
         from augbench.augment.backends import fused
 
-        return fused.apply(x, ops, params, dtype=self.e.dtype, mask_mode=self.e.mask_mode)
+        self.impl = fused.resolve_impl(x.device, self.e.dtype)  # triton on CUDA when it imports, else torch
+        return fused.apply(x, ops, params, dtype=self.e.dtype, mask_mode=self.e.mask_mode, impl=self.impl)
 
     def state_dict(self):
         return {}

@@ -12,7 +12,7 @@ Conventions (held against Kornia 0.9 by tests/test_backends.py):
   log-ratio, the first that fits, else the whole image / ratio-limited fallback), with integer
   pixel boxes; resizing is bilinear with `align_corners=True` (Kornia's default), so output
   pixel j reads source x0 + j (w - 1) / (W_out - 1). Crop, resize, flip and the uint8 -> float
-  conversion are ONE separable resampling `R_y @ x @ R_x^T` (flip = reversed R_x rows).
+  conversion are one bilinear resampling through a per-sample affine map (flip = a sign).
   Geometry runs first whatever its place in the policy: every other op commutes with a flip,
   and the colour statistics are meant to be taken on the crop.
 - colour jitter uses torchvision's formulas (Kornia's `ColorJitter`, not `ColorJiggle`); hue
@@ -24,16 +24,28 @@ Conventions (held against Kornia 0.9 by tests/test_backends.py):
 - p-gates are per sample for every op (Kornia gates `RandomResizedCrop` per batch; a sample
   whose crop gate is off gets the whole image resized).
 - patch_mask always runs last, after normalize, whatever its place in the policy.
+
+Application has two paths that take the same `Plan` (the sampled parameters with every p-gate
+folded in, see `prepare`) and give the same pixels up to float rounding: `fused_torch` (batched
+torch ops; any device, the CPU path) and `triton_view` (one Triton kernel for the whole view,
+plus a separable pass for blur; CUDA, or the CPU under TRITON_INTERPRET=1 for tests). `apply`
+picks Triton on CUDA when it imports; `impl=` or $AUGBENCH_FUSED_IMPL forces either.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+from augbench.augment.backends import fused_torch
+from augbench.errors import UserError
+from augbench.augment.backends.fused_torch import GRAY_WEIGHTS, apply_patch_mask, const, resample  # noqa: F401
+
+IMPLS = ("auto", "torch", "triton")
 JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 Ops = Sequence[tuple[str, dict[str, Any]]]
 Params = dict[str, dict[str, torch.Tensor]]
@@ -135,155 +147,97 @@ def output_hw(ops: Ops, hw: tuple[int, int]) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- application
-def _interp_matrix(start: torch.Tensor, length: torch.Tensor, n_out: int, n_in: int,
-                   flip: torch.Tensor | None) -> torch.Tensor:
-    """(B, n_out, n_in) bilinear weights (align_corners=True) reading [start, start+length)."""
-    j = torch.arange(n_out, device=start.device, dtype=start.dtype).expand(start.shape[0], n_out)
-    if flip is not None:
-        j = torch.where(flip[:, None], n_out - 1 - j, j)
-    step = (length - 1) / max(n_out - 1, 1)
-    src = start[:, None] + j * step[:, None]
-    i = torch.arange(n_in, device=start.device, dtype=start.dtype)
-    return (1 - (src[:, :, None] - i).abs()).clamp_(min=0)  # the hat function = bilinear weights
+_interp_matrix = fused_torch.interp_matrix
+_grid_resample = fused_torch.grid_resample
+PIXEL_OPS = ("color_jitter", "grayscale", "gaussian_blur", "solarize", "normalize")
 
 
-def resample(x: torch.Tensor, box: torch.Tensor, flip: torch.Tensor | None, size: tuple[int, int],
-             dtype: torch.dtype) -> torch.Tensor:
-    """Crop `box` (x0, y0, w, h), mirror where `flip`, resize to `size`, to float in [0, 1]."""
-    H, W = x.shape[-2:]
-    scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
-    box = box.to(dtype)
-    ry = _interp_matrix(box[:, 1], box[:, 3], size[0], H, None) * scale
-    rx = _interp_matrix(box[:, 0], box[:, 2], size[1], W, flip)
-    xf = x.to(dtype)
-    if H * W <= 96 * 96 or x.device.type != "cpu":
-        # two batched matmuls beat grid_sample's gather on CPU and are exact bilinear
-        b, c = x.shape[:2]
-        oh, ow = size
-        y = torch.bmm(xf.view(b, c * H, W), rx.transpose(1, 2))  # columns: (b, cH, W')
-        y = y.view(b, c, H, ow).transpose(1, 2).reshape(b, H, c * ow)
-        y = torch.bmm(ry, y)  # rows: (b, H', cW')
-        return y.view(b, oh, c, ow).permute(0, 2, 1, 3).contiguous()
-    # large images on CPU: the dense matmul's O(H W^2) loses to grid_sample's O(H' W')
-    return _grid_resample(xf, box, flip, size) * scale
+@dataclass
+class Plan:
+    """One view's work with every p-gate folded into its parameters, so that both paths only
+    compute: `steps` are the per-pixel ops in policy order, each (op, tensors/constants)."""
+    size: tuple[int, int]
+    resample: bool  # crop, resize or flip present: bilinear resampling through `box` and `flip`
+    box: torch.Tensor  # (B, 4) x0, y0, w, h
+    flip: torch.Tensor | None  # (B,) bool
+    steps: list[tuple[str, dict[str, Any]]]
+    mask: tuple[torch.Tensor, int, float] | None  # (B, N) bool, patch size, fill (pixel mode only)
 
 
-def _grid_resample(x: torch.Tensor, box: torch.Tensor, flip, size) -> torch.Tensor:
-    b, c, H, W = x.shape
-    x0, y0, w, h = box.unbind(1)
-    ax = (w - 1) / max(W - 1, 1)
-    if flip is not None:
-        ax = torch.where(flip, -ax, ax)
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = ax
-    theta[:, 0, 2] = (2 * x0 + w - 1) / max(W - 1, 1) - 1
-    theta[:, 1, 1] = (h - 1) / max(H - 1, 1)
-    theta[:, 1, 2] = (2 * y0 + h - 1) / max(H - 1, 1) - 1
-    grid = F.affine_grid(theta, [b, c, *size], align_corners=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+def _where1(applied: torch.Tensor, v: torch.Tensor, identity: float) -> torch.Tensor:
+    return torch.where(applied, v, torch.full_like(v, identity))  # (B,) only: cheap, no sync
 
 
-def const(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """A small constant on `like`'s device built from scalar fills: torch.tensor(list, device=cuda)
-    is a blocking host -> device copy, i.e. a sync in the hot path."""
-    return torch.stack([torch.full((), float(v), dtype=like.dtype, device=like.device) for v in values])
+def blur_weights(sigma: torch.Tensor, applied: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) normalised Gaussian taps; the identity kernel where the gate is off. The identity is
+    built from a comparison, not `delta[k // 2] = 1` (a host -> device copy: a CUDA sync)."""
+    xs = torch.arange(k, device=sigma.device, dtype=torch.float32) - k // 2
+    w = torch.exp(-(xs**2) / (2 * sigma.float()[:, None] ** 2))
+    w = w / w.sum(1, keepdim=True)
+    delta = (xs == 0).to(w.dtype)
+    return torch.where(applied[:, None], w, delta)
 
 
-def _b(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return t.to(x.dtype).view(-1, 1, 1, 1)
+def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode: str = "pixel") -> Plan:
+    """Sampled `params` -> a `Plan` (no tensor value is read back: no sync)."""
+    b, _, H, W = x_shape
+    names = [op for op, _ in ops]
+    cfg = dict(ops)
+    geo = next((o for o in ("random_resized_crop", "resize") if o in names), None)
+    flip = params["horizontal_flip"]["applied"] if "horizontal_flip" in names else None
+    box = params[geo]["box"] if geo else full_box(b, (H, W), device)
+    steps: list[tuple[str, dict[str, Any]]] = []
+    for op in names:
+        p, d = cfg[op], params.get(op)
+        if op == "color_jitter":
+            ident = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue: no change
+            factors = [_where1(d["applied"], d[k].float(), i) for k, i in zip(JITTER_KEYS, ident)]
+            steps.append((op, {"factors": factors, "order": d["order"]}))
+        elif op == "grayscale":
+            steps.append((op, {"gate": d["applied"]}))
+        elif op == "gaussian_blur":
+            steps.append((op, {"weights": blur_weights(d["sigma"], d["applied"], p["kernel_size"])}))
+        elif op == "solarize":  # values lie in [0, 1] before normalize: a threshold of 2 never hits
+            steps.append((op, {"threshold": _where1(d["applied"], d["threshold"].float(), 2.0)}))
+        elif op == "normalize":
+            steps.append((op, {"mean": tuple(p["mean"]), "std": tuple(p["std"])}))
+    mask = None
+    if "patch_mask" in names and mask_mode == "pixel":
+        mask = (params["patch_mask"]["mask"], cfg["patch_mask"]["patch_size"], float(cfg["patch_mask"]["fill"]))
+    return Plan(output_hw(ops, (H, W)), geo is not None or flip is not None, box, flip, steps, mask)
 
 
-def gray(x: torch.Tensor) -> torch.Tensor:
-    w = const(GRAY_WEIGHTS, x).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    try:
+        from augbench.augment.backends import triton_view  # noqa: F401  (imports triton)
+    except ImportError:
+        return False
+    return True
 
 
-def brightness(x, f):
-    return (x * _b(f, x)).clamp_(0, 1)
+def resolve_impl(device: torch.device, dtype: torch.dtype = torch.float32, impl: str | None = None) -> str:
+    """'triton' or 'torch' for a call on `device`. `impl` (or $AUGBENCH_FUSED_IMPL when None):
+    'auto' = Triton on CUDA when it imports and the dtype is one it writes, else torch;
+    'torch' / 'triton' force a path ('triton' on the CPU needs TRITON_INTERPRET=1)."""
+    impl = impl or os.environ.get("AUGBENCH_FUSED_IMPL", "auto")
+    if impl not in IMPLS:
+        raise UserError(f"fused impl (AUGBENCH_FUSED_IMPL): expected one of {list(IMPLS)}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    ok_dtype = dtype in (torch.float32, torch.float16, torch.bfloat16)
+    return "triton" if torch.device(device).type == "cuda" and ok_dtype and triton_available() else "torch"
 
 
-def contrast(x, f):
-    # the mean of the gray image is the gray-weighted sum of the channel means: no gray image needed
-    w = const(GRAY_WEIGHTS, x)
-    m = (x.mean((-2, -1)) @ w).view(-1, 1, 1, 1)
-    f = _b(f, x)
-    return (x * f).add_(m * (1 - f)).clamp_(0, 1)
+def apply(x: torch.Tensor, ops: Ops, params: Params, *, dtype: torch.dtype = torch.float32,
+          mask_mode: str = "pixel", impl: str | None = None) -> torch.Tensor:
+    """One view of the batch `x` (uint8 or float in [0, 1]) with explicit `params`."""
+    plan = prepare(x.shape, ops, params, x.device, mask_mode)
+    if resolve_impl(x.device, dtype, impl) == "triton":
+        from augbench.augment.backends import triton_view
 
-
-def saturation(x, f):
-    f = _b(f, x)
-    return (x * f).add_(gray(x).mul_(1 - f)).clamp_(0, 1)
-
-
-def hue(x, f):
-    """Shift hue by f turns: RGB -> HSV (Kornia's formulas) -> RGB. Max and min are unchanged by
-    a hue rotation, so only h is computed (no argmax: slow on CPU), and each channel is
-    c = v - (v - min) clamp(2 - d(6h, k), 0, 1), d the circular distance mod 6, k = 3, 5, 1 (R, G, B)."""
-    r, g, b = x.unbind(1)
-    mx, mn = x.amax(1), x.amin(1)
-    delta = mx - mn
-    # h in sixths of a turn; ties go to r, then g, as in Kornia's rgb_to_hsv. A gray pixel has
-    # numerator 0, so a tiny epsilon replaces Kornia's delta == 0 guard (one pass fewer).
-    h6 = torch.where(r == mx, g - b, torch.where(g == mx, b - r + 2 * delta, r - g + 4 * delta))
-    h6 = h6.div_(delta + 1e-12).add_(6 * f.to(x.dtype).view(-1, 1, 1))
-    h6 = h6.sub_(torch.floor(h6 * (1 / 6)).mul_(6))  # [0, 6)
-    out = torch.empty_like(x)
-    for c, centre in enumerate((3.0, 5.0, 1.0)):  # per plane: no (B, 3, H, W) temporaries
-        # clamp(2 - circular distance of h6 to the channel's centre, 0, 1), no mod needed
-        t = (h6 - centre).abs_().sub_(3).abs_().sub_(1).clamp_(0, 1)
-        torch.sub(mx, t.mul_(delta), out=out[:, c])
-    return out
-
-
-STEPS = (brightness, contrast, saturation, hue)
-
-
-def color_jitter(x: torch.Tensor, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    y = x  # in [0, 1] already: check_batch rejects anything else, resampling is a convex combination
-    factors = [d[k] for k in JITTER_KEYS]
-    order = d["order"]
-    if order.dim() == 2:  # one order per sample: run every step at every stage and select
-        for stage in range(4):
-            which = order[:, stage].view(-1, 1, 1, 1)
-            y = sum(torch.where(which == i, STEPS[i](y, factors[i]), 0.0) for i in range(4))
-    else:
-        for i in order.tolist():  # a CPU tensor (see sample_params): no device sync
-            y = STEPS[i](y, factors[i])
-    return torch.where(d["applied"].view(-1, 1, 1, 1), y, x)
-
-
-def gaussian_kernel1d(sigma: torch.Tensor, k: int) -> torch.Tensor:
-    xs = torch.arange(k, device=sigma.device, dtype=sigma.dtype) - k // 2
-    w = torch.exp(-(xs**2) / (2 * sigma[:, None] ** 2))
-    return w / w.sum(1, keepdim=True)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, applied: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-sample sigma as a separable grouped conv, reflect padding (Kornia's default); a sample
-    whose gate is off gets the identity kernel, so the batch needs no masking afterwards."""
-    b, c, H, W = x.shape
-    w = gaussian_kernel1d(sigma.to(x.dtype), k)
-    delta = torch.zeros(k, dtype=x.dtype, device=x.device)
-    delta[k // 2] = 1
-    w = torch.where(applied[:, None], w, delta).repeat_interleave(c, 0)  # (B*C, k)
-    r = k // 2
-    y = F.pad(x.reshape(1, b * c, H, W), (r, r, r, r), mode="reflect")
-    y = F.conv2d(y, w.view(b * c, 1, 1, k), groups=b * c)
-    y = F.conv2d(y, w.view(b * c, 1, k, 1), groups=b * c)
-    return y.view(b, c, H, W)
-
-
-def solarize(x: torch.Tensor, threshold: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:
-    hit = (x >= _b(threshold, x)) & applied.view(-1, 1, 1, 1)
-    return torch.where(hit, 1 - x, x)
-
-
-def apply_patch_mask(x: torch.Tensor, mask: torch.Tensor, patch: int, fill: float) -> torch.Tensor:
-    b, _, H, W = x.shape
-    gh, gw = H // patch, W // patch
-    m = mask.view(b, 1, gh, 1, gw, 1).expand(b, 1, gh, patch, gw, patch).reshape(b, 1, gh * patch, gw * patch)
-    m = F.pad(m, (0, W - gw * patch, 0, H - gh * patch))  # a ragged border is never masked
-    return x.masked_fill(m, fill)
+        return triton_view.run(x, plan, dtype)
+    return fused_torch.run(x, plan, dtype)
 
 
 def patch_mask_like_fused(y: torch.Tensor, x_shape, ops: Ops, gen: torch.Generator, mask_mode: str):
@@ -295,34 +249,3 @@ def patch_mask_like_fused(y: torch.Tensor, x_shape, ops: Ops, gen: torch.Generat
         p = dict(ops)["patch_mask"]
         y = apply_patch_mask(y, pm["mask"], p["patch_size"], p["fill"])
     return y, pm
-
-
-def apply(x: torch.Tensor, ops: Ops, params: Params, *, dtype: torch.dtype = torch.float32,
-          mask_mode: str = "pixel") -> torch.Tensor:
-    """One view of the batch `x` (uint8 or float in [0, 1]) with explicit `params`."""
-    names = [op for op, _ in ops]
-    cfg = dict(ops)
-    geo = next((o for o in ("random_resized_crop", "resize") if o in names), None)
-    flip = params["horizontal_flip"]["applied"] if "horizontal_flip" in names else None
-    if geo is not None or flip is not None:
-        box = params[geo]["box"] if geo else full_box(x.shape[0], x.shape[-2:], x.device)
-        y = resample(x, box, flip, output_hw(ops, tuple(x.shape[-2:])), dtype)
-    else:
-        y = x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
-    for op in names:
-        p, d = cfg[op], params.get(op)
-        if op == "color_jitter":
-            y = color_jitter(y, d)
-        elif op == "grayscale":
-            y = torch.where(d["applied"].view(-1, 1, 1, 1), gray(y).expand_as(y), y)
-        elif op == "gaussian_blur":
-            y = gaussian_blur(y, d["sigma"], d["applied"], p["kernel_size"])
-        elif op == "solarize":
-            y = solarize(y, d["threshold"], d["applied"])
-        elif op == "normalize":
-            mean, std = const(p["mean"], y).view(1, 3, 1, 1), const(p["std"], y).view(1, 3, 1, 1)
-            y = (y - mean) / std
-    if "patch_mask" in names and mask_mode == "pixel":
-        p = cfg["patch_mask"]
-        y = apply_patch_mask(y, params["patch_mask"]["mask"], p["patch_size"], p["fill"])
-    return y

@@ -1,0 +1,230 @@
+"""The fused backend's torch path: a prepared `Plan` (see fused.py) applied with batched torch ops.
+
+Runs on any device; it is the CPU path and the reference the Triton kernel is tested against.
+Written for CPU speed in eager mode: every op is a whole-batch op with per-sample parameters
+broadcast from (B, 1, 1, 1); p-gates are folded into the parameters by `fused.prepare` (an
+identity factor where the gate is off), so there is no `torch.where` over images (not
+vectorised on CPU: ~5x the cost of a multiply); consecutive linear colour ops (grayscale,
+normalize) are one per-sample 3x3 matrix applied by a single `baddbmm`; intermediates are
+updated in place.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def const(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """A small constant on `like`'s device built from scalar fills: torch.tensor(list, device=cuda)
+    is a blocking host -> device copy, i.e. a sync in the hot path."""
+    return torch.stack([torch.full((), float(v), dtype=like.dtype, device=like.device) for v in values])
+
+
+def _b(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.to(x.dtype).view(-1, 1, 1, 1)
+
+
+# ---------------------------------------------------------------------- geometry
+def interp_matrix(start: torch.Tensor, length: torch.Tensor, n_out: int, n_in: int,
+                  flip: torch.Tensor | None) -> torch.Tensor:
+    """(B, n_out, n_in) bilinear weights (align_corners=True) reading [start, start+length)."""
+    j = torch.arange(n_out, device=start.device, dtype=start.dtype).expand(start.shape[0], n_out)
+    if flip is not None:
+        j = torch.where(flip[:, None], n_out - 1 - j, j)
+    step = (length - 1) / max(n_out - 1, 1)
+    src = start[:, None] + j * step[:, None]
+    i = torch.arange(n_in, device=start.device, dtype=start.dtype)
+    return (1 - (src[:, :, None] - i).abs()).clamp_(min=0)  # the hat function = bilinear weights
+
+
+def resample(x: torch.Tensor, box: torch.Tensor, flip: torch.Tensor | None, size: tuple[int, int],
+             dtype: torch.dtype) -> torch.Tensor:
+    """Crop `box` (x0, y0, w, h), mirror where `flip`, resize to `size`, to float in [0, 1]."""
+    H, W = x.shape[-2:]
+    scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
+    box = box.to(dtype)
+    ry = interp_matrix(box[:, 1], box[:, 3], size[0], H, None) * scale
+    rx = interp_matrix(box[:, 0], box[:, 2], size[1], W, flip)
+    xf = x.to(dtype)
+    if H * W <= 96 * 96 or x.device.type != "cpu":
+        # two batched matmuls beat grid_sample's gather on CPU and are exact bilinear
+        b, c = x.shape[:2]
+        oh, ow = size
+        y = torch.bmm(xf.view(b, c * H, W), rx.transpose(1, 2))  # columns: (b, cH, W')
+        y = y.view(b, c, H, ow).transpose(1, 2).reshape(b, H, c * ow)
+        y = torch.bmm(ry, y)  # rows: (b, H', cW')
+        return y.view(b, oh, c, ow).permute(0, 2, 1, 3).contiguous()
+    # large images on CPU: the dense matmul's O(H W^2) loses to grid_sample's O(H' W')
+    return grid_resample(xf, box, flip, size).mul_(scale)
+
+
+def grid_resample(x: torch.Tensor, box: torch.Tensor, flip, size) -> torch.Tensor:
+    b, c, H, W = x.shape
+    x0, y0, w, h = box.unbind(1)
+    ax = (w - 1) / max(W - 1, 1)
+    if flip is not None:
+        ax = torch.where(flip, -ax, ax)
+    zero = torch.zeros_like(ax)
+    theta = torch.stack([ax, zero, (2 * x0 + w - 1) / max(W - 1, 1) - 1,
+                         zero, (h - 1) / max(H - 1, 1), (2 * y0 + h - 1) / max(H - 1, 1) - 1], 1).view(b, 2, 3)
+    grid = F.affine_grid(theta, [b, c, *size], align_corners=True)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+# ---------------------------------------------------------------------- colour (y: own buffer, in place)
+def gray(x: torch.Tensor) -> torch.Tensor:
+    w = const(GRAY_WEIGHTS, x).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def brightness(y, f):
+    return y.mul_(_b(f, y)).clamp_(0, 1)
+
+
+def contrast(y, f):
+    # the mean of the gray image is the gray-weighted sum of the channel means: no gray image needed
+    m = (y.mean((-2, -1)) @ const(GRAY_WEIGHTS, y)).view(-1, 1, 1, 1)
+    f = _b(f, y)
+    return y.mul_(f).add_(m * (1 - f)).clamp_(0, 1)
+
+
+def saturation(y, f):
+    # f * I + (1 - f) * (gray weights in every row): one batched 3x3 matrix, one pass
+    f = f.to(y.dtype).view(-1, 1, 1)
+    eye = torch.eye(3, dtype=y.dtype, device=y.device)
+    m = eye * f + const(GRAY_WEIGHTS, y).expand(3, 3) * (1 - f)
+    return colour_matrix(y, m).clamp_(0, 1)
+
+
+def hue(y, f):
+    """Shift hue by f turns: RGB -> HSV (Kornia's formulas) -> RGB. Max and min are unchanged by
+    a hue rotation, so only h is computed, and each channel is
+    c = v - (v - min) clamp(2 - d(6h, k), 0, 1), d the circular distance mod 6, k = 3, 5, 1 (R, G, B).
+    The branch of h (which channel is the max, ties to r then g, as Kornia) is a blend with 0/1
+    masks, not torch.where (unvectorised on CPU)."""
+    r, g, b = y.unbind(1)
+    mx, mn = y.amax(1), y.amin(1)
+    delta = mx - mn
+    is_r, is_g = (r == mx).to(y.dtype), (g == mx).to(y.dtype)
+    h6 = r - g + 4 * delta  # b is the max
+    h6 = h6.add_(is_g.mul_(b - r + 2 * delta - h6))
+    h6 = h6.add_(is_r.mul_(g - b - h6))
+    # a gray pixel has numerator 0, so a tiny epsilon replaces Kornia's delta == 0 guard
+    h6 = h6.div_(delta + 1e-12).add_(6 * f.to(y.dtype).view(-1, 1, 1))
+    h6 = h6.sub_(torch.floor(h6 * (1 / 6)).mul_(6))  # [0, 6)
+    centre = const((3.0, 5.0, 1.0), y).view(1, 3, 1, 1)
+    t = (h6.unsqueeze(1) - centre).abs_().sub_(3).abs_().sub_(1).clamp_(0, 1)
+    return torch.sub(mx.unsqueeze(1), t.mul_(delta.unsqueeze(1)))
+
+
+STEPS = (brightness, contrast, saturation, hue)
+
+
+def color_jitter(y: torch.Tensor, factors: Sequence[torch.Tensor], order: torch.Tensor) -> torch.Tensor:
+    """`factors` (brightness, contrast, saturation, hue), (B,) each, identity where the gate is off."""
+    if order.dim() == 2:  # one order per sample: every step at every stage, blended by a one-hot
+        for stage in range(4):
+            # a one-hot by comparison: F.one_hot checks its input's range (a sync on some devices)
+            pick = (order[:, stage] == torch.arange(4, device=y.device)[:, None]).to(y.dtype).view(4, -1, 1, 1, 1)
+            y = sum(STEPS[i](y.clone(), factors[i]).mul_(pick[i]) for i in range(4))
+        return y
+    for i in order.tolist():  # a CPU tensor (see fused.sample_params): no device sync
+        y = STEPS[i](y, factors[i])
+    return y
+
+
+def colour_matrix(y: torch.Tensor, m: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample `m` (B, 3, 3) @ every pixel (+ `bias` (B, 3, 1)): one batched matmul."""
+    b, c, H, W = y.shape
+    yv = y.view(b, c, H * W)
+    out = torch.bmm(m, yv) if bias is None else torch.baddbmm(bias, m, yv)
+    return out.view(b, c, H, W)
+
+
+def gray_matrix(gate: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    g = gate.to(like.dtype).view(-1, 1, 1)
+    eye = torch.eye(3, dtype=like.dtype, device=like.device)
+    return eye * (1 - g) + const(GRAY_WEIGHTS, like).expand(3, 3) * g
+
+
+def linear_ops(y: torch.Tensor, ops) -> torch.Tensor:
+    """Consecutive grayscale / normalize steps composed into one per-sample affine map."""
+    m = torch.eye(3, dtype=y.dtype, device=y.device).expand(y.shape[0], 3, 3)
+    bias = torch.zeros(y.shape[0], 3, 1, dtype=y.dtype, device=y.device)
+    for op, d in ops:
+        if op == "grayscale":
+            g = gray_matrix(d["gate"], y)
+            m, bias = g @ m, g @ bias
+        else:  # normalize: (y - mean) / std
+            inv = 1 / const(d["std"], y).view(1, 3, 1)
+            m, bias = m * inv, (bias - const(d["mean"], y).view(1, 3, 1)) * inv
+    return colour_matrix(y, m, bias)
+
+
+def gaussian_blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Separable per-sample blur with (B, k) `weights` as a grouped conv, reflect padding (Kornia's
+    default); a sample whose gate is off has the identity kernel (see fused.blur_weights)."""
+    b, c, H, W = x.shape
+    k = weights.shape[1]
+    w = weights.to(x.dtype).repeat_interleave(c, 0)  # (B*C, k)
+    r = k // 2
+    y = F.pad(x.reshape(1, b * c, H, W), (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, w.view(b * c, 1, 1, k), groups=b * c)
+    y = F.conv2d(y, w.view(b * c, 1, k, 1), groups=b * c)
+    return y.view(b, c, H, W)
+
+
+def solarize(y: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Invert pixels >= the per-sample threshold (> 1 where the gate is off): y + hit (1 - 2y)."""
+    hit = (y >= _b(threshold, y)).to(y.dtype)
+    return y.add_(hit.mul_(1 - 2 * y))
+
+
+def pixel_mask(mask: torch.Tensor, patch: int, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, N) patch mask -> (B, 1, H, W) bool pixel mask; a ragged border is never masked."""
+    b = mask.shape[0]
+    H, W = hw
+    gh, gw = H // patch, W // patch
+    m = mask.view(b, 1, gh, 1, gw, 1).expand(b, 1, gh, patch, gw, patch).reshape(b, 1, gh * patch, gw * patch)
+    return F.pad(m, (0, W - gw * patch, 0, H - gh * patch))
+
+
+def apply_patch_mask(y: torch.Tensor, mask: torch.Tensor, patch: int, fill: float) -> torch.Tensor:
+    """Masked pixels set to `fill`: y keep + fill (1 - keep), arithmetic (masked_fill is slow on CPU)."""
+    m = pixel_mask(mask, patch, tuple(y.shape[-2:])).to(y.dtype)
+    out = y * (1 - m)
+    return out.add_(m.mul_(fill)) if fill != 0 else out
+
+
+def run(x: torch.Tensor, plan, dtype: torch.dtype) -> torch.Tensor:
+    """Apply a `fused.Plan` to the batch `x` (uint8 or float in [0, 1])."""
+    if plan.resample:
+        y = resample(x, plan.box, plan.flip, plan.size, dtype)
+    else:  # a copy: the steps below work in place
+        y = x.to(dtype, copy=True).div_(255) if x.dtype == torch.uint8 else x.to(dtype, copy=True)
+    steps = list(plan.steps)
+    i = 0
+    while i < len(steps):
+        op, d = steps[i]
+        if op in ("grayscale", "normalize"):
+            j = i
+            while j < len(steps) and steps[j][0] in ("grayscale", "normalize"):
+                j += 1
+            y = linear_ops(y, steps[i:j])
+            i = j
+            continue
+        if op == "color_jitter":
+            y = color_jitter(y, d["factors"], d["order"])
+        elif op == "gaussian_blur":
+            y = gaussian_blur(y, d["weights"])
+        elif op == "solarize":
+            y = solarize(y, d["threshold"])
+        i += 1
+    if plan.mask is not None:
+        mask, patch, fill = plan.mask
+        y = apply_patch_mask(y, mask, patch, fill)
+    return y

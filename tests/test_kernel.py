@@ -1,0 +1,183 @@
+"""The Triton kernel (fused backend's CUDA path) equals the torch path for the same parameters:
+per op and for whole policies, 32 px (one program per image) and 96 px (several tiles: the
+contrast mean from a stats launch, blur across tile borders). On a CPU machine the kernel runs
+in Triton's interpreter (TRITON_INTERPRET=1), on small batches; on a GPU, compiled, on CUDA."""
+import os
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA:  # must be set before triton_view is first imported (triton.jit reads it)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+from augbench.augment import Engine, Policy  # noqa: E402
+from augbench.augment.backends import fused, fused_torch, triton_view  # noqa: E402
+
+DEV = torch.device("cuda" if CUDA else "cpu")
+# float32 in a different order (bilinear taps vs matmuls, composed colour matrices); normalize
+# divides by std ~0.25, so absolute errors after it are ~4x those before.
+MAX_ABS, REL = 5e-5, 1e-5
+
+
+def _policy(*ops, name="t"):
+    return Policy.from_dict({"name": name, "ops": [{"op": o, **p} for o, p in ops]})
+
+
+def _images(b, px, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, 256, (b, 3, px, px), dtype=torch.uint8, generator=g).to(DEV)  # random, never 0
+
+
+def _both(x, ops, seed=0, jitter_order="batch", dtype=torch.float32, mask_mode="pixel"):
+    """(triton output written over a NaN-poisoned buffer, torch path output) for one draw."""
+    p = fused.sample_params(ops, x.shape, torch.Generator(DEV).manual_seed(seed), DEV, mask_mode=mask_mode,
+                            jitter_order=jitter_order, order_gen=torch.Generator().manual_seed(seed))
+    plan = fused.prepare(x.shape, ops, p, DEV, mask_mode)
+    oh, ow = plan.size
+    out = torch.full((x.shape[0], 3, oh, ow), float("nan"), dtype=dtype, device=DEV)
+    got = triton_view.run(x, plan, dtype, out=out)
+    assert got.data_ptr() == out.data_ptr()
+    assert not out.isnan().any(), "some output element was never written"
+    return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, DEV, mask_mode), torch.float32)
+
+
+def _close(out, ref, max_abs=MAX_ABS, rel=REL):
+    out = out.float()
+    err = (out - ref).abs().max().item()
+    r = ((out - ref).norm() / ref.norm()).item()
+    assert err < max_abs and r < rel, f"max abs {err:.3g}, relative {r:.3g}"
+
+
+PER_OP = {
+    "crop": [("random_resized_crop", {"size": 32})],
+    "crop_upsample_24_to_40": [("random_resized_crop", {"size": [40, 24], "scale": [0.05, 0.5]})],
+    "resize": [("resize", {"size": 20})],
+    "flip": [("horizontal_flip", {"p": 0.5})],
+    "brightness": [("color_jitter", {"p": 1.0, "brightness": 0.8, "contrast": 0, "saturation": 0, "hue": 0})],
+    "contrast": [("color_jitter", {"p": 1.0, "brightness": 0, "contrast": 0.8, "saturation": 0, "hue": 0})],
+    "saturation": [("color_jitter", {"p": 1.0, "brightness": 0, "contrast": 0, "saturation": 0.8, "hue": 0})],
+    "hue": [("color_jitter", {"p": 1.0, "brightness": 0, "contrast": 0, "saturation": 0, "hue": 0.5})],
+    "jitter_p": [("color_jitter", {"p": 0.5})],
+    "gray": [("grayscale", {"p": 0.5})],
+    "blur3": [("gaussian_blur", {"kernel_size": 3, "p": 0.7})],
+    "blur7": [("gaussian_blur", {"kernel_size": 7, "sigma": [0.5, 3.0], "p": 1.0})],
+    "solarize": [("solarize", {"threshold": 0.4, "p": 0.6})],
+    "normalize": [("normalize", {})],
+    "patch_mask": [("normalize", {}), ("patch_mask", {"ratio": 0.5, "patch_size": 5, "fill": -3.0})],
+}
+
+
+@pytest.mark.parametrize("case", sorted(PER_OP))
+def test_kernel_equals_torch_path_per_op(case):
+    x = _images(4, 32)
+    out, ref = _both(x, _policy(*PER_OP[case]).for_view(0), seed=1)
+    _close(out, ref)
+
+
+@pytest.mark.parametrize("name, views", [("full", 1), ("byol", 2), ("mask_instead_of_crop", 1), ("none", 1)])
+def test_kernel_equals_torch_path_whole_policies(name, views):
+    x = _images(4, 32, seed=2)
+    pol = Policy.named(name)
+    for v in range(views):  # byol: view 0 blurs every image, view 1 solarizes some
+        out, ref = _both(x, pol.for_view(v), seed=v)
+        _close(out, ref)
+
+
+def test_kernel_per_sample_jitter_order_and_float_input():
+    pol = Policy.named("simclr").with_params("color_jitter", p=1.0, hue=0.4)
+    x = _images(4, 32, seed=3)
+    out, ref = _both(x, pol.for_view(0), jitter_order="sample")
+    _close(out, ref)
+    for xf in (x.float() / 255, x.double() / 255):  # a float source: no 1/255 scale
+        out_f, _ = _both(xf, pol.for_view(0), jitter_order="sample")
+        _close(out_f, ref)
+
+
+def test_kernel_several_tiles_with_contrast_blur_and_mask():
+    """80 px output from a 96 px source: 7 tiles per image, so contrast's mean comes from the
+    stats launch and the blur reads across tile borders; the patch grid leaves a ragged border."""
+    pol = (Policy.named("full").with_params("random_resized_crop", size=80)
+           .with_params("gaussian_blur", kernel_size=9, p=1.0)
+           .with_params("color_jitter", p=1.0, contrast=0.8)
+           .with_params("patch_mask", ratio=0.4, patch_size=10, fill=0.5))
+    x = _images(1, 96, seed=4)
+    for order in ((1, 0, 2, 3), (3, 2, 1, 0)):  # contrast first and after every other step
+        out, ref = _both(x, pol.for_view(0), jitter_order=order)
+        _close(out, ref)
+
+
+def test_kernel_64px_order_per_sample_and_half_output():
+    pol = Policy.named("byol").with_params("random_resized_crop", size=64)
+    x = _images(1, 64, seed=5)
+    out, ref = _both(x, pol.for_view(1), jitter_order="sample")
+    _close(out, ref)
+    half, _ = _both(x, pol.for_view(1), jitter_order="sample", dtype=torch.bfloat16)
+    _close(half, ref, max_abs=0.05, rel=5e-3)  # bf16 keeps 8 bits of mantissa
+
+
+def test_engine_uses_the_forced_path(monkeypatch):
+    x = _images(4, 32, seed=6)
+    monkeypatch.setenv("AUGBENCH_FUSED_IMPL", "triton")
+    e = Engine("full", seed=0)
+    views = e(x, views=2)
+    assert e.impl == "triton"
+    monkeypatch.setenv("AUGBENCH_FUSED_IMPL", "torch")
+    e2 = Engine("full", seed=0)
+    ref = e2(x, views=2)
+    assert e2.impl == "torch"
+    for a, b in zip(views, ref):  # same seed -> same parameters -> the same pixels on either path
+        _close(a, b)
+    monkeypatch.setenv("AUGBENCH_FUSED_IMPL", "cuda")
+    with pytest.raises(fused.UserError, match="AUGBENCH_FUSED_IMPL"):
+        e(x)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_auto_picks_triton_on_cuda():
+    assert fused.resolve_impl(torch.device("cuda")) == "triton"
+    assert fused.resolve_impl(torch.device("cpu")) == "torch"
+
+
+# Compiled (not interpreted) for the H200's sm_90 down to a cubin with the ptxas that ships with
+# triton: no GPU needed, and it catches what the interpreter accepts but the compiler does not
+# (branch types, unsupported constructs). A subprocess, as TRITON_INTERPRET is set above.
+_COMPILE = r"""
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from augbench.augment.backends import triton_view as tv
+ptrs = dict(src="*u8", dst="*fp32", part="*fp32", box="*fp32", flip="*u8", fb="*fp32", fc="*fp32", fs="*fp32",
+            fh="*fp32", order="*i32", gray="*u8", thr="*fp32", mask="*u8", bw="*fp32")
+floats = "m0 m1 m2 is0 is1 is2 fill src_scale".split()
+def sig(fn, **over):
+    s = {n: ptrs.get(n, "fp32" if n in floats else ("constexpr" if n.isupper() and n not in
+         ("H", "W", "OH", "OW", "NT", "GH", "GW", "PATCH") else "i32")) for n in fn.arg_names}
+    return {**s, **over}
+base = dict(SRC=0, K=1, OP0=1, OP1=2, OP2=3, OP3=4, ORDER_PER_SAMPLE=True, STATS=False, MASK=True, FLIP=True,
+            NTP=1, BLOCK=1024)
+variants = [({}, base), ({"dst": "*bf16"}, dict(base, ORDER_PER_SAMPLE=False, NTP=64)),
+            ({}, dict(base, STATS=True, NTP=64, OP1=0, OP2=0, OP3=0)),
+            ({"src": "*fp32"}, dict(base, SRC=1, K=23, OP0=3, OP1=4, OP2=0, OP3=0, FLIP=False))]
+for over, const in variants:
+    out = triton.compile(ASTSource(tv._view_kernel, sig(tv._view_kernel, **over), constexprs=const),
+                         target=GPUTarget("cuda", 90, 32))
+    assert out.asm["cubin"], const
+out = triton.compile(ASTSource(tv._blur_h_kernel, {"src": "*fp32", "dst": "*fp32", "bw": "*fp32", "OH": "i32",
+                     "OW": "i32", "K": "constexpr", "BLOCK": "constexpr"}, constexprs=dict(K=23, BLOCK=1024)),
+                     target=GPUTarget("cuda", 90, 32))
+print("compiled", len(variants) + 1)
+"""
+
+
+def test_kernels_compile_for_sm90():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "compiled 5" in r.stdout, r.stderr[-3000:]
