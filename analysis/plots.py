@@ -108,8 +108,8 @@ def drops(df, out_dir, alpha=0.05) -> FigureResult:
             xs = x + (i - (len(metrics) - 1) / 2) * width
             ax.bar(xs, t["mean"], width, color=colors[i], alpha=0.85, label=PROTOCOLS[m])
             ok = t["ci_lo"].notna().to_numpy()
-            ax.errorbar(xs[ok], t["mean"][ok], yerr=np.vstack([(t["mean"] - t["ci_lo"])[ok], (t["ci_hi"] - t["mean"])[ok]]),
-                        fmt="none", ecolor="black", capsize=3)
+            err = np.vstack([t["mean"] - t["ci_lo"], t["ci_hi"] - t["mean"]])[:, ok]
+            ax.errorbar(xs[ok], t["mean"][ok], yerr=err, fmt="none", ecolor="black", capsize=3)
         rand = _nothing_learned(d, key)
         if rand is not None:
             ax.axhline(rand, **RANDOM_STYLE, label=f"kNN drop to the random-init encoder ({rand:.1f})")

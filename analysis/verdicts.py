@@ -50,7 +50,8 @@ def dominates(samples: dict[str, np.ndarray], kind: str, alpha: float = 0.05, mi
     missing = list(missing or [])
     tail = f"; not run: {', '.join(missing)}" if missing else ""
     if target not in samples:
-        return Verdict(kind, "not testable", f"no {_arm(kind, target)} run paired with the others{tail}", missing=missing)
+        return Verdict(kind, "not testable", f"no {_arm(kind, target)} run paired with the others{tail}",
+                       missing=missing)
     others = {k: np.asarray(v, float) for k, v in samples.items() if k != target}
     if not others:
         return Verdict(kind, "not testable", f"nothing to compare {_arm(kind, target)} against{tail}", missing=missing)
