@@ -15,11 +15,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from analysis import labels  # noqa: E402
 from analysis import stats as S  # noqa: E402
+from analysis import verdicts as V  # noqa: E402
 
 STRENGTH_RE = re.compile(r"^(?:(?P<base>.+)-)?(?P<knob>crop_scale|color|mask_ratio)=(?P<value>[-+0-9.eE]+)$")
 PAIR_RE = re.compile(r"^(?:(?P<base>.+)-)?pair_(?P<a>[a-z]+)(?:\+(?P<b>[a-z]+))?$")
 PROTOCOLS = {"knn_top1": "kNN", "linear_top1": "linear", "finetune_top1": "fine-tune"}
+# TrueType (Type 42) fonts in PDF/PS: journals reject Type 3 bitmaps, and the text stays selectable
+FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42}
+RANDOM_STYLE = dict(color="black", ls="--", lw=1.0)
+
+
+def t_errorbar(x):
+    """seaborn `errorbar=` callable: the 95 % Student-t interval over seeds (nothing drawn for one seed)."""
+    return S.t_interval(np.asarray(x, float))
 
 
 @dataclass
@@ -36,8 +46,9 @@ def _save(fig, out_dir: Path, name: str, tight: bool = True) -> list[Path]:
     files = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     if tight:  # room for the suptitle and two-line panel titles (seaborn's FacetGrid lays out itself)
         fig.tight_layout()
-    fig.savefig(files[0], dpi=130, bbox_inches="tight")
-    fig.savefig(files[1], bbox_inches="tight")
+    with matplotlib.rc_context(FONTS):
+        fig.savefig(files[0], dpi=130, bbox_inches="tight")
+        fig.savefig(files[1], bbox_inches="tight")
     plt.close(fig)
     return files
 
@@ -52,42 +63,78 @@ def _grid(n: int, w: float = 4.2, h: float = 3.4):
 
 
 def _mlabel(metric: str) -> str:
-    return {"knn_top1": "kNN top-1 (%)", "linear_top1": "linear top-1 (%)", "finetune_top1": "fine-tune top-1 (%)",
-            "knn_top1_projector": "kNN top-1 on projector (%)"}.get(metric, metric)
+    return f"{labels.metric(metric)} (%)"
 
 
-# ---------------------------------------------------------------------- 1. leave-one-out drops
-def leave_one_out(df, out_dir, metric="knn_top1", n_boot=10000, seed=0) -> FigureResult:
-    res = FigureResult("loo_drop", f"Leave-one-out: drop in {_mlabel(metric)} vs full (95 % paired bootstrap CI)")
-    long = S.paired_drops(df, metric)
-    if not long.empty:
-        long = long[long["policy"].isin(S.leave_one_out_policies(long["policy"].unique()))]
-    if long.empty:
-        res.reason = (f"no leave-one-out (no_*) runs with a matching `full` run of the same seed and a {metric} value")
+def _interval_note(ns) -> str:
+    """What the whiskers are, or that there are none: never promise an interval one seed cannot give."""
+    return ("whiskers: 95 % t-interval over seeds" if max(ns, default=0) >= 2
+            else "one seed: no interval")
+
+
+# ---------------------------------------------------------------------- 1. drops vs full
+def _ablation(policy) -> bool:
+    return str(policy).startswith("no_") or bool(V.ONLY_RE.match(str(policy)))
+
+
+def drops(df, out_dir, alpha=0.05) -> FigureResult:
+    """Drop vs full of every leave-one-out (no_*) and only-one (<aug>_only) arm, kNN and linear side by side,
+    with the drop an encoder that learned nothing would show (full - random-init kNN) as a reference line."""
+    res = FigureResult("drops", "Drop vs full: leave-one-out and only-one arms, kNN and linear")
+    d = S.done_rows(df)
+    metrics = [m for m in ("knn_top1", "linear_top1") if m in d and d[m].notna().any()]
+    tabs = {m: S.drop_table(df, m, alpha=alpha) for m in metrics}
+    tabs = {m: t[t["policy"].map(_ablation)] for m, t in tabs.items() if not t.empty}
+    tabs = {m: t for m, t in tabs.items() if not t.empty}
+    if not tabs:
+        res.reason = "no leave-one-out (no_*) or only-one (<aug>_only) runs with a `full` run of the same seed"
         return res
-    table = S.drop_table(df, metric, n_boot=n_boot, seed=seed)
-    table = table[table["policy"].isin(long["policy"].unique())]
-    keys = S.key_cols(table)
-    cells = list(table.groupby(keys, dropna=False))
-    fig, axes = _grid(len(cells))
-    for ax, (k, t) in zip(axes, cells):
-        t = t.sort_values("mean", ascending=False)
-        x = np.arange(len(t))
-        err = np.vstack([t["mean"] - t["ci_lo"], t["ci_hi"] - t["mean"]])
-        ax.bar(x, t["mean"], color=sns.color_palette("deep")[0], alpha=0.8)
-        ax.errorbar(x, t["mean"], yerr=err, fmt="none", ecolor="black", capsize=3)
-        pts = long.merge(t[keys + ["policy"]], on=keys + ["policy"])
-        order = {p: i for i, p in enumerate(t["policy"])}
-        ax.scatter([order[p] for p in pts["policy"]], pts["drop"], s=9, color="tab:orange", zorder=3,
-                   label="one seed")
+    metrics = list(tabs)
+    keys = S.key_cols(next(iter(tabs.values())))
+    both = pd.concat(tabs.values())
+    cells = list(both.groupby(keys, dropna=False).groups)
+    fig, axes = _grid(len(cells), 5.2, 3.8)
+    colors = sns.color_palette("deep")
+    width = 0.8 / len(metrics)
+    for ax, k in zip(axes, cells):
+        key = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
+        sel = {m: t.loc[(t[keys] == pd.Series(key)).all(axis=1)].set_index("policy") for m, t in tabs.items()}
+        first = sel[metrics[0]]
+        order = sorted(set().union(*(t.index for t in sel.values())),
+                       key=lambda p: (not str(p).startswith("no_"), -first["mean"].get(p, -np.inf), p))
+        x = np.arange(len(order))
+        for i, m in enumerate(metrics):
+            t = sel[m].reindex(order)
+            xs = x + (i - (len(metrics) - 1) / 2) * width
+            ax.bar(xs, t["mean"], width, color=colors[i], alpha=0.85, label=PROTOCOLS[m])
+            ok = t["ci_lo"].notna().to_numpy()
+            err = np.vstack([t["mean"] - t["ci_lo"], t["ci_hi"] - t["mean"]])[:, ok]
+            ax.errorbar(xs[ok], t["mean"][ok], yerr=err, fmt="none", ecolor="black", capsize=3)
+        rand = _nothing_learned(d, key)
+        if rand is not None:
+            ax.axhline(rand, **RANDOM_STYLE, label=f"kNN drop to the random-init encoder ({rand:.1f})")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xticks(x, [f"{p.removeprefix('no_')}\n(n={n})" for p, n in zip(t["policy"], t["n"])], fontsize=8)
-        ax.set_title(S.cell_label(dict(zip(keys, k))), fontsize=9)
-        ax.set_ylabel(f"drop in {metric} (points)")
-    axes[0].legend(fontsize=7)
+        ns = [int(max(t["n"].get(p, 0) for t in sel.values())) for p in order]
+        ax.set_xticks(x, [f"{labels.policy(p)}\n(n={n})" for p, n in zip(order, ns)], fontsize=8)
+        ax.set_title(labels.cell(key, sep=" / "), fontsize=9)
+        ax.set_ylabel("drop vs full (points)")
+        top = max([float(np.nanmax(t["ci_hi"].fillna(t["mean"]))) for t in sel.values()] + [rand or 0.0])
+        ax.set_ylim(top=top + 0.4 * abs(top))  # room for the legend above the bars, never over them
+        ax.legend(fontsize=7, loc="upper center", ncol=2)
+    ns = both["n"].astype(int).tolist()
+    res.title = f"{res.title} ({_interval_note(ns)})"
     fig.suptitle(res.title, fontsize=10)
-    res.files, res.n_runs = _save(fig, Path(out_dir), f"loo_drop_{metric}"), int(len(long))
+    res.files, res.n_runs = _save(fig, Path(out_dir), "drops"), int(len(both))
     return res
+
+
+def _nothing_learned(d: pd.DataFrame, key: dict) -> float | None:
+    """Mean over seeds of full's kNN minus the random-init kNN: the drop of an arm that learned nothing."""
+    if S.RANDOM_INIT not in d or "knn_top1" not in d:
+        return None
+    full = d[(d["policy"] == S.BASELINE) & (d[list(key)] == pd.Series(key)).all(axis=1)]
+    gap = (full["knn_top1"] - full[S.RANDOM_INIT]).dropna()
+    return float(gap.mean()) if len(gap) else None
 
 
 # ---------------------------------------------------------------------- 2. pairwise heatmap
@@ -138,9 +185,9 @@ def strength(df, out_dir, metric="knn_top1") -> FigureResult:
     fig, axes = _grid(len(knobs))
     for ax, knob in zip(axes, knobs):
         g = d[d["knob"] == knob]
-        sns.lineplot(g, x="value", y=metric, hue="backbone", style="method", markers=True, errorbar="sd",
-                     ax=ax, seed=0)
-        ax.set_title(f"{knob} (n={len(g)} runs; ±1 sd over seeds)", fontsize=9)
+        sns.lineplot(g, x="value", y=metric, hue="backbone", style="method", markers=True, errorbar=t_errorbar, ax=ax)
+        ax.set_title(f"{knob} (n={len(g)} runs; {_interval_note(_group_sizes(g, ['value', 'backbone', 'method']))})",
+                     fontsize=9)
         ax.set_xlabel(knob)
         ax.set_ylabel(_mlabel(metric))
     fig.suptitle(res.title, fontsize=10)
@@ -169,19 +216,14 @@ def projector(df, out_dir, metric="knn_top1") -> FigureResult:
     fig, axes = _grid(len(panels), 5, 3.6)
     for ax, panel in zip(axes, panels):
         if panel == "where":
-            long = both.melt(id_vars=["method", "backbone", "seed"], value_vars=["knn_top1", "knn_top1_projector"],
-                             var_name="features", value_name="acc")
-            long["features"] = long["features"].map({"knn_top1": "backbone", "knn_top1_projector": "projector"})
-            long["x"] = long["method"] + "\n" + long["backbone"]
-            sns.barplot(long, x="x", y="acc", hue="features", errorbar=("ci", 95), seed=0, ax=ax)
-            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title_fontsize=7)  # off the bars
-            ax.set_xlabel("")
-            ax.set_ylabel("kNN top-1 (%)")
+            ns = _where_panel(ax, both)
             pols = ", ".join(sorted(both["policy"].unique()))
-            ax.set_title(f"kNN on backbone vs projector output\npolicy {pols} (n={len(both)} runs)", fontsize=9)
+            ax.set_title(f"kNN on backbone vs projector output, policy {pols}\n(n={len(both)} runs; "
+                         f"{_interval_note(ns)})", fontsize=9)
         else:
-            sns.lineplot(depth, x="proj_depth", y=metric, hue="series", marker="o", errorbar="sd", seed=0, ax=ax)
-            ax.set_title(f"{metric} vs projector depth (n={len(depth)} runs; ±1 sd over seeds)", fontsize=9)
+            sns.lineplot(depth, x="proj_depth", y=metric, hue="series", marker="o", errorbar=t_errorbar, ax=ax)
+            ax.set_title(f"{labels.metric(metric)} vs projector depth (n={len(depth)} runs; "
+                         f"{_interval_note(_group_sizes(depth, ['series', 'proj_depth']))})", fontsize=9)
             ax.set_xticks(sorted(int(x) for x in depth["proj_depth"].unique()))
             ax.set_xlabel("projector depth (0 = no projector)")
             ax.set_ylabel(_mlabel(metric))
@@ -193,6 +235,35 @@ def projector(df, out_dir, metric="knn_top1") -> FigureResult:
     elif "depth" not in panels:
         res.reason = "partial: no projector-depth sweep (proj_depth varied within a method and policy)"
     return res
+
+
+def _group_sizes(d: pd.DataFrame, by: list[str]) -> list[int]:
+    return d.groupby(by, dropna=False).size().tolist()
+
+
+def _where_panel(ax, both: pd.DataFrame) -> list[int]:
+    """Backbone vs projector kNN as points with t-intervals, on an axis fitted to the points (a bar axis from
+    0 would hide a gap of a point or two), with the gap written beside each pair."""
+    ns = []
+    for i, ((method, backbone), g) in enumerate(both.groupby(["method", "backbone"])):
+        for j, (col, name) in enumerate((("knn_top1", "backbone"), ("knn_top1_projector", "projector output"))):
+            x = g[col].to_numpy(float)
+            lo, hi = S.t_interval(x)
+            m = float(x.mean())
+            yerr = [[m - lo], [hi - m]] if lo == lo else None
+            ax.errorbar(i + (j - 0.5) * 0.3, m, yerr=yerr, fmt="o", color=sns.color_palette("deep")[j], capsize=4,
+                        label=name if i == 0 else None)
+        gap = float((g["knn_top1"] - g["knn_top1_projector"]).mean())
+        ax.annotate(f"Δ {gap:+.2f}", (i + 0.2, float(g[["knn_top1", "knn_top1_projector"]].to_numpy().mean())),
+                    fontsize=8)
+        ns.append(len(g))
+    keys = list(both.groupby(["method", "backbone"]).groups)
+    ax.set_xticks(range(len(keys)), [f"{labels.value('method', m)}\n{labels.value('backbone', b)}" for m, b in keys])
+    ax.set_xlim(-0.6, len(keys) - 0.2)
+    ax.margins(y=0.25)
+    ax.set_ylabel("kNN top-1 (%)")
+    ax.legend(fontsize=7)
+    return ns
 
 
 # ---------------------------------------------------------------------- 5. momentum
@@ -214,13 +285,14 @@ def momentum(df, out_dir, metric="knn_top1") -> FigureResult:
     keys = [c for c in S.cell_cols(d) if c != "momentum"]
     d = d.assign(momentum_on=d["momentum_on"].map({True: "on", False: "off"}),
                  cell=[S.cell_label(dict(zip(keys, k)), sep="\n") for k in zip(*(d[c] for c in keys))])
-    g = sns.catplot(d, x="policy", y=metric, hue="momentum_on", col="cell", kind="bar", errorbar=("ci", 95),
-                    order=["full", "weak"], hue_order=["off", "on"], height=3.2, seed=0,
+    g = sns.catplot(d, x="policy", y=metric, hue="momentum_on", col="cell", kind="bar", errorbar=t_errorbar,
+                    order=["full", "weak"], hue_order=["off", "on"], height=3.2,
                     col_wrap=3 if d["cell"].nunique() > 3 else None)
     g.set_titles("{col_name}")
     g.set_axis_labels("policy", _mlabel(metric))
     g.legend.set_title("momentum encoder")
-    g.figure.suptitle(res.title + f"; n={len(d)} runs", fontsize=10, y=1.04)
+    sizes = _group_sizes(d, ["cell", "policy", "momentum_on"])
+    g.figure.suptitle(res.title + f"; n={len(d)} runs; {_interval_note(sizes)}", fontsize=10, y=1.04)
     res.files, res.n_runs = _save(g.figure, Path(out_dir), f"momentum_{metric}", tight=False), int(len(d))
     return res
 
@@ -242,20 +314,27 @@ def protocols(df, out_dir) -> FigureResult:
                   value_name="acc").dropna(subset=["acc"])
     long["protocol"] = long["protocol"].map(PROTOCOLS)
     order = sorted(long["policy"].unique(), key=lambda p: (p != "full", p))
-    g = sns.catplot(long, y="policy", x="acc", hue="protocol", col="cell", kind="bar", errorbar=("ci", 95),
-                    order=order, height=(h := max(2.5, 0.45 * len(order))), aspect=max(0.9, 4.0 / h), seed=0,
+    g = sns.catplot(long, y="policy", x="acc", hue="protocol", col="cell", kind="bar", errorbar=t_errorbar,
+                    order=order, height=(h := max(2.5, 0.45 * len(order))), aspect=max(0.9, 4.0 / h),
                     col_wrap=3 if long["cell"].nunique() > 3 else None)
     g.set_titles("{col_name}")
     g.set_axis_labels("top-1 (%)", "policy")
-    g.figure.suptitle(res.title + f"; n={len(d)} runs", fontsize=10, y=1.03)
+    if S.RANDOM_INIT in d:  # what an untrained encoder scores: an arm near it learned next to nothing
+        for cell, ax in g.axes_dict.items():
+            r = d.loc[d["cell"] == cell].groupby("seed")[S.RANDOM_INIT].mean().dropna()
+            if len(r):
+                ax.axvline(float(r.mean()), **RANDOM_STYLE)
+                ax.set_xlabel(f"top-1 (%); dashed: random-init kNN ({r.mean():.1f})")
+    sizes = _group_sizes(long, ["cell", "policy", "protocol"])
+    g.figure.suptitle(res.title + f"; n={len(d)} runs; {_interval_note(sizes)}", fontsize=10, y=1.03)
     res.files, res.n_runs = _save(g.figure, Path(out_dir), "protocols", tight=False), int(len(d))
     if "finetune_top1" not in cols:
         res.reason = "partial: no fine-tuning results (finetune_epochs was 0); kNN vs linear only"
     return res
 
 
-def make_all(df: pd.DataFrame, out_dir, metric: str = "knn_top1", n_boot: int = 10000, seed: int = 0):
+def make_all(df: pd.DataFrame, out_dir, metric: str = "knn_top1", alpha: float = 0.05):
     out_dir = Path(out_dir)
-    return [leave_one_out(df, out_dir, metric, n_boot, seed), pairwise(df, out_dir, metric),
+    return [drops(df, out_dir, alpha), pairwise(df, out_dir, metric),
             strength(df, out_dir, metric), projector(df, out_dir, metric), momentum(df, out_dir, metric),
             protocols(df, out_dir)]

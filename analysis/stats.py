@@ -1,7 +1,10 @@
-"""Statistics over result rows: mean ± std over seeds, drops vs `full` paired by seed, paired bootstrap
-CIs and p-values, rankings, the "is crop the most important augmentation?" verdict, rank agreement.
+"""Statistics over result rows: mean and t-interval over seeds, drops vs `full` paired by seed with paired
+t-tests and Holm's correction across the ablations of a cell, rankings, rank agreement with papers.
 
-Drops are `full - ablation` in accuracy points: positive means removing the augmentation hurt.
+Drops are `full - ablation` in accuracy points: positive means removing the augmentation hurt. With a few
+seeds a bootstrap interval is just [min, max] and a sign-flip permutation p cannot go below 2/2^n, so the
+intervals are Student-t intervals over seeds and the tests paired t-tests; with one seed there is neither
+(NaN, printed "–").
 """
 from __future__ import annotations
 
@@ -15,13 +18,16 @@ from scipy import stats as sps
 from augbench.config import EXECUTION_FIELDS, RunConfig
 
 BASELINE = "full"
+RANDOM_INIT = "knn_top1_random_init"  # kNN of the untrained encoder: what "learned nothing" scores
 # A cell: everything that must match for two runs to be comparable, except the policy and seed.
 CELL = ("method", "backbone", "dataset", "epochs")
-METRICS = ("knn_top1", "knn_top1_projector", "linear_top1", "finetune_top1", "knn_top1_random_init")
+METRICS = ("knn_top1", "knn_top1_projector", "linear_top1", "finetune_top1", RANDOM_INIT)
 
 
-# Config fields that, when they vary between runs, also split cells (proj_depth, momentum, width, ...).
-DESIGN = tuple(f.name for f in fields(RunConfig) if f.name not in (*CELL, "policy", "seed", *EXECUTION_FIELDS))
+# Config fields that, when they vary between runs, also split cells (recipe, proj_depth, momentum, lr, ...).
+# `recipe` is named even before RunConfig has it, so rows of different recipes are never averaged.
+DESIGN = tuple(dict.fromkeys(
+    [f.name for f in fields(RunConfig) if f.name not in (*CELL, "policy", "seed", *EXECUTION_FIELDS)] + ["recipe"]))
 
 
 def done_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -74,62 +80,41 @@ def key_cols(table: pd.DataFrame) -> list[str]:
     return cols[: cols.index("policy")] if "policy" in cols else []
 
 
-# ---------------------------------------------------------------------- summaries
-def summarize(df: pd.DataFrame, metric: str, by: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Mean, std (ddof=1; NaN for one seed) and n seeds of `metric` per cell and policy."""
-    df = done_rows(df)
-    by = list(by) if by else cell_cols(df) + ["policy"]
-    cols = by + ["mean", "std", "n", "seeds"]
-    if df.empty or metric not in df:
-        return pd.DataFrame(columns=cols)
-    d = df.dropna(subset=[metric])
-    if d.empty:
-        return pd.DataFrame(columns=cols)
-    g = d.groupby(by, dropna=False)
-    out = g[metric].agg(mean="mean", std="std", n="count").reset_index()
-    out["seeds"] = g["seed"].apply(lambda s: ",".join(str(int(x)) for x in sorted(s))).values
-    return out[cols]
-
-
-# ---------------------------------------------------------------------- paired tests
-def bootstrap_ci(diffs, n_boot: int = 10000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of the mean of paired differences, resampling pairs (seeded, deterministic)."""
-    d = np.asarray(diffs, dtype=float)
-    if d.size == 0:
+# ---------------------------------------------------------------------- intervals and tests
+def t_interval(x, alpha: float = 0.05) -> tuple[float, float]:
+    """Student-t interval of the mean of x (seeds, or paired differences over seeds); NaN under two values."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
         return (math.nan, math.nan)
-    if d.size == 1:
-        return (float(d[0]), float(d[0]))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(n_boot, d.size))
-    means = d[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    m, se = float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
+    if se == 0:
+        return (m, m)
+    lo, hi = sps.t.interval(1 - alpha, x.size - 1, loc=m, scale=se)
     return (float(lo), float(hi))
 
 
-def permutation_p(diffs, n_perm: int = 10000, seed: int = 0) -> float:
-    """Two-sided sign-flip permutation p for mean(diffs) != 0: exact over all 2^n flips when n <= 16."""
-    d = np.asarray(diffs, dtype=float)
-    n = d.size
-    if n == 0:
-        return math.nan
-    obs = abs(d.mean())
-    if n <= 16:
-        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
-    else:
-        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, n))
-    null = np.abs((signs * d).mean(axis=1))
-    # the tolerance keeps float noise from splitting ties (e.g. all diffs equal)
-    return float(np.mean(null >= obs - 1e-12))
-
-
-def ttest_p(diffs) -> float:
-    """Two-sided paired t-test p (scipy.stats.ttest_rel on (diffs, 0)); NaN under two pairs."""
+def ttest_p(diffs, alternative: str = "two-sided") -> float:
+    """Paired t-test p of mean(diffs) vs 0 (scipy.stats.ttest_1samp, = ttest_rel on the pairs); NaN under two
+    pairs. `alternative` as in scipy: "two-sided", "greater" (mean > 0) or "less"."""
     d = np.asarray(diffs, dtype=float)
     if d.size < 2:
         return math.nan
     if np.allclose(d, d[0]):  # zero variance: scipy gives NaN; a constant non-zero diff is certain
-        return 1.0 if d[0] == 0 else 0.0
-    return float(sps.ttest_rel(d, np.zeros_like(d)).pvalue)
+        sign = {"two-sided": d[0] != 0, "greater": d[0] > 0, "less": d[0] < 0}[alternative]
+        return 0.0 if sign else 1.0
+    return float(sps.ttest_1samp(d, 0.0, alternative=alternative).pvalue)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment (family-wise error) of the p-values; NaN entries stay NaN and do not count."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, math.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else np.array([])
+    out[order] = np.minimum(adj, 1.0)
+    return out
 
 
 @dataclass
@@ -138,22 +123,50 @@ class PairedResult:
     mean: float
     ci_lo: float
     ci_hi: float
-    p_t: float
-    p_perm: float
+    p: float  # two-sided paired t-test
 
     def as_dict(self) -> dict:
-        return dict(n=self.n, mean=self.mean, ci_lo=self.ci_lo, ci_hi=self.ci_hi, p_t=self.p_t, p_perm=self.p_perm)
+        return dict(n=self.n, mean=self.mean, ci_lo=self.ci_lo, ci_hi=self.ci_hi, p=self.p)
 
 
-def paired_test(a, b, n_boot: int = 10000, alpha: float = 0.05, seed: int = 0) -> PairedResult:
-    """Compare a and b paired element-wise (same seed): statistics of a - b."""
+def paired_test(a, b, alpha: float = 0.05) -> PairedResult:
+    """Compare a and b paired element-wise (same seed): mean of a - b, its t-interval and paired t-test p."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal length, got {a.size} and {b.size}")
     d = a - b
-    lo, hi = bootstrap_ci(d, n_boot, alpha, seed)
-    return PairedResult(int(d.size), float(d.mean()) if d.size else math.nan, lo, hi, ttest_p(d),
-                        permutation_p(d, n_boot, seed))
+    lo, hi = t_interval(d, alpha)
+    return PairedResult(int(d.size), float(d.mean()) if d.size else math.nan, lo, hi, ttest_p(d))
+
+
+# ---------------------------------------------------------------------- summaries
+def _seeds(s) -> str:
+    return ",".join(str(int(x)) for x in sorted(s))
+
+
+def summarize(df: pd.DataFrame, metric: str, by: tuple[str, ...] | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """Mean, std (ddof=1), t-interval (NaN for one seed) and seeds of `metric` per cell and policy."""
+    df = done_rows(df)
+    by = list(by) if by else cell_cols(df) + ["policy"]
+    cols = by + ["mean", "std", "ci_lo", "ci_hi", "n", "seeds"]
+    d = df.dropna(subset=[metric]) if metric in df else df.iloc[0:0]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for k, g in d.groupby(by, dropna=False):
+        x = g[metric].to_numpy(float)
+        lo, hi = t_interval(x, alpha)
+        out.append({**dict(zip(by, k)), "mean": x.mean(), "std": x.std(ddof=1) if x.size > 1 else math.nan,
+                    "ci_lo": lo, "ci_hi": hi, "n": int(x.size), "seeds": _seeds(g["seed"])})
+    return pd.DataFrame(out, columns=cols)
+
+
+def gain_over_random(df: pd.DataFrame, metric: str = "knn_top1", alpha: float = 0.05) -> pd.DataFrame:
+    """Per cell and policy: `metric` minus the same run's random-init kNN (points above an untrained encoder)."""
+    d = done_rows(df)
+    if d.empty or metric not in d or RANDOM_INIT not in d:
+        return summarize(d.iloc[0:0], "gain", alpha=alpha)
+    return summarize(d.assign(gain=d[metric] - d[RANDOM_INIT]), "gain", alpha=alpha)
 
 
 # ---------------------------------------------------------------------- drops vs full
@@ -178,20 +191,21 @@ def paired_drops(df: pd.DataFrame, metric: str, baseline: str = BASELINE) -> pd.
     return long.dropna(subset=["drop"]).reset_index(drop=True)
 
 
-def drop_table(df: pd.DataFrame, metric: str, baseline: str = BASELINE, n_boot: int = 10000,
-               alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """One line per (cell, ablation): mean drop with paired bootstrap CI, t-test and permutation p."""
+def drop_table(df: pd.DataFrame, metric: str, baseline: str = BASELINE, alpha: float = 0.05) -> pd.DataFrame:
+    """One line per (cell, ablation): mean drop, t-interval, paired t-test p, and p Holm-adjusted across the
+    ablations of the cell (one family per cell and metric)."""
     long = paired_drops(df, metric, baseline)
     keys = cell_cols(done_rows(df))
-    cols = keys + ["policy", "n", "mean", "ci_lo", "ci_hi", "p_t", "p_perm", "seeds"]
+    cols = keys + ["policy", "n", "mean", "ci_lo", "ci_hi", "p", "p_holm", "seeds"]
     if long.empty:
         return pd.DataFrame(columns=cols)
     out = []
     for k, g in long.groupby(keys + ["policy"], dropna=False):
-        g = g.sort_values("seed")
-        r = paired_test(g["drop"].values, np.zeros(len(g)), n_boot, alpha, seed).as_dict()
-        out.append({**dict(zip(keys + ["policy"], k)), **r, "seeds": ",".join(str(int(s)) for s in g["seed"])})
-    return pd.DataFrame(out, columns=cols)
+        r = paired_test(g["drop"].to_numpy(float), np.zeros(len(g)), alpha).as_dict()
+        out.append({**dict(zip(keys + ["policy"], k)), **r, "seeds": _seeds(g["seed"])})
+    t = pd.DataFrame(out)
+    t["p_holm"] = t.groupby(keys, dropna=False)["p"].transform(lambda p: holm(p.to_numpy()))
+    return t[cols]
 
 
 def leave_one_out_policies(policies) -> list[str]:
@@ -209,79 +223,6 @@ def ranking(drops: pd.DataFrame) -> pd.DataFrame:
     d = d.sort_values(keys + ["mean"], ascending=[True] * len(keys) + [False])
     d["rank"] = d.groupby(keys, dropna=False).cumcount() + 1
     return d[cols].reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------- the crop verdict
-@dataclass
-class Verdict:
-    answer: str  # "yes" | "no" | "undecided"
-    reason: str
-    top: str | None = None
-    runner_up: str | None = None
-    n: int = 0
-    mean_diff: float = math.nan
-    p_t: float = math.nan
-    p_perm: float = math.nan
-
-
-def crop_verdict(drops_by_aug: dict[str, np.ndarray], alpha: float = 0.05, min_seeds: int = 2,
-                 n_boot: int = 10000, seed: int = 0, target: str = "crop") -> Verdict:
-    """Is `target` the most important augmentation? `drops_by_aug`: augmentation -> per-seed drops,
-    aligned by seed (same seeds in the same order for every augmentation).
-
-    yes: target's mean drop is the largest and larger than the runner-up's by a paired t-test at alpha;
-    no: another augmentation's drop is the largest and significantly larger than target's;
-    undecided: otherwise, including target missing, nothing to compare against, or under min_seeds."""
-    if target not in drops_by_aug:
-        return Verdict("undecided", f"no leave-one-out run without {target}")
-    others = {k: np.asarray(v, float) for k, v in drops_by_aug.items() if k != target}
-    if not others:
-        return Verdict("undecided", f"only {target} was removed; nothing to compare against")
-    t = np.asarray(drops_by_aug[target], float)
-    if any(v.shape != t.shape for v in others.values()):
-        raise ValueError("drops must be aligned by seed (equal lengths)")
-    n = int(t.size)
-    means = {k: float(v.mean()) for k, v in others.items()}
-    best_other = max(means, key=means.get)
-    crop_top = float(t.mean()) >= means[best_other]
-    top, runner = (target, best_other) if crop_top else (best_other, target)
-    if n < min_seeds:
-        return Verdict("undecided", f"{n} paired seed(s); at least {min_seeds} needed for a test", top, runner, n)
-    a = t if crop_top else others[best_other]
-    b = others[best_other] if crop_top else t
-    r = paired_test(a, b, n_boot, alpha, seed)
-    sig = r.p_t < alpha and r.mean > 0
-    if sig:
-        answer = "yes" if crop_top else "no"
-        why = (f"drop without {top} exceeds drop without {runner} by {r.mean:.2f} points "
-               f"(paired t-test p={r.p_t:.3g} < {alpha}, n={n})")
-    else:
-        answer = "undecided"
-        why = (f"{top} has the largest mean drop, but not significantly above {runner} "
-               f"(diff {r.mean:.2f}, paired t-test p={_fmt_p(r.p_t)}, n={n})")
-    return Verdict(answer, why, top, runner, n, r.mean, r.p_t, r.p_perm)
-
-
-def _fmt_p(p: float) -> str:
-    return "n/a" if p != p else f"{p:.3g}"
-
-
-def verdicts(df: pd.DataFrame, metric: str, alpha: float = 0.05, min_seeds: int = 2, n_boot: int = 10000,
-             seed: int = 0, baseline: str = BASELINE) -> pd.DataFrame:
-    """The crop verdict per cell, from leave-one-out drops on seeds where every ablation ran."""
-    long = paired_drops(df, metric, baseline)
-    keys = cell_cols(done_rows(df))
-    cols = keys + ["answer", "reason", "top", "runner_up", "n", "mean_diff", "p_t", "p_perm"]
-    if long.empty:
-        return pd.DataFrame(columns=cols)
-    long = long[long["policy"].isin(leave_one_out_policies(long["policy"].unique()))]
-    out = []
-    for k, g in long.groupby(keys, dropna=False):
-        wide = g.pivot_table(index="seed", columns="policy", values="drop").dropna()  # common seeds
-        d = {c.removeprefix("no_"): wide[c].values for c in wide.columns}
-        v = crop_verdict(d, alpha, min_seeds, n_boot, seed)
-        out.append({**dict(zip(keys, k)), **{c: getattr(v, c) for c in cols[len(keys):]}})
-    return pd.DataFrame(out, columns=cols)
 
 
 # ---------------------------------------------------------------------- agreement with papers

@@ -10,7 +10,6 @@ import pytest
 from analysis.report import build
 from augbench.cli import main as cli_main
 
-N_BOOT = 300
 
 
 def _rows(runs):
@@ -31,7 +30,7 @@ def _copy(runs, dest, keep):
 @pytest.fixture(scope="module")
 def full_report(tiny_rows_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return out, build(tiny_rows_dir, out, n_boot=N_BOOT)
+    return out, build(tiny_rows_dir, out)
 
 
 def test_report_on_real_runs(full_report, tiny_rows_dir):
@@ -43,9 +42,9 @@ def test_report_on_real_runs(full_report, tiny_rows_dir):
     assert rows[0]["env"]["git_commit"] in text and rows[0]["env"]["device_name"] in text
     # the leave-one-out figure is drawn (PNG + PDF) and embedded; figures without rows say why
     figs = {f.name: f for f in res["figures"]}
-    assert [p.suffix for p in figs["loo_drop"].files] == [".png", ".pdf"]
-    assert all(p.stat().st_size > 1000 for p in figs["loo_drop"].files)
-    assert "figures/loo_drop_knn_top1.png" in text
+    assert [p.suffix for p in figs["drops"].files] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 1000 for p in figs["drops"].files)
+    assert "figures/drops.png" in text
     assert figs["pairwise"].files == [] and "no pairwise" in figs["pairwise"].reason
     assert figs["momentum"].files == [] and figs["momentum"].reason in text
     # every claim is answered or marked not testable
@@ -60,30 +59,30 @@ def test_drop_table_matches_rows(full_report, tiny_rows_dir):
     want = np.mean([acc["full", s] - acc["no_crop", s] for s in (0, 1)])
     md = (out / "tables" / "drops_knn_top1.md").read_text()
     line = next(l for l in md.splitlines() if "| no_crop |" in l)
-    assert f"{want:.2f} [" in line and line.rstrip(" |").endswith("2")  # n pairs
+    assert f"| no_crop | 2 | {want:.2f} | [" in line  # n pairs, mean drop, its t-interval
     tex = (out / "tables" / "drops_knn_top1.tex").read_text()
-    assert "\\toprule" in tex and "no\\_crop" in tex and "\\bottomrule" in tex
+    assert "\\toprule" in tex and "$-$ crop" in tex and "\\bottomrule" in tex and "\\label{tab:drops_knn_top1}" in tex
     # paper vs ours: crop_only beside BYOL Table 17 (SimCLR column: 67.9 - 40.3)
     pvo = (out / "tables" / "paper_vs_ours_knn_top1.md").read_text()
-    assert "| crop_only |" in pvo and "27.60" in pvo and "Spearman vs BYOL simclr" in pvo
+    assert "| crop_only |" in pvo and "27.60" in pvo and "vs BYOL simclr: " in pvo
     v = (out / "tables" / "verdicts_knn_top1.md").read_text()
-    assert any(a in v for a in ("| yes |", "| no |", "| undecided |"))
+    assert any(a in v for a in ("| yes |", "| no |", "| undecided |", "| not testable |"))
 
 
 def test_only_tables_and_only_plots(tiny_rows_dir, tmp_path):
     rc = cli_main(["report", "--runs", str(tiny_rows_dir), "--out", str(tmp_path / "t"), "--only", "tables",
-                   "--n-boot", str(N_BOOT)])
+                   ])
     assert rc == 0 and (tmp_path / "t" / "tables" / "summary_knn_top1.tex").exists()
     assert not (tmp_path / "t" / "figures").exists() and not (tmp_path / "t" / "REPORT.md").exists()
     rc = cli_main(["report", "--runs", str(tiny_rows_dir), "--out", str(tmp_path / "p"), "--only", "plots",
-                   "--n-boot", str(N_BOOT)])
-    assert rc == 0 and (tmp_path / "p" / "figures" / "loo_drop_knn_top1.png").exists()
+                   ])
+    assert rc == 0 and (tmp_path / "p" / "figures" / "drops.png").exists()
     assert not (tmp_path / "p" / "tables").exists()
 
 
 def test_empty_dir(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
-    rc = cli_main(["report", "--runs", str(tmp_path / "runs"), "--n-boot", str(N_BOOT)])
+    rc = cli_main(["report", "--runs", str(tmp_path / "runs")])
     assert rc == 0 and "no result rows" in capsys.readouterr().out
     text = (tmp_path / "REPORT.md").read_text()
     assert "No result rows found" in text and "not testable" in text
@@ -97,22 +96,23 @@ def test_bad_runs_folder_is_a_user_error(tmp_path, capsys):
 
 def test_one_seed(tiny_rows_dir, tmp_path):
     runs = _copy(tiny_rows_dir, tmp_path / "runs", lambda r: r["seed"] == 0)
-    res = build(runs, tmp_path, n_boot=N_BOOT)
+    res = build(runs, tmp_path)
     text = res["report"].read_text()
     # one seed and no_crop the only leave-one-out run: no test is possible, the verdict says so
-    assert "**undecided**" in text and "nothing to compare against" in text
+    assert "**not testable** — nothing to compare no_crop against; not run: no_color, no_flip, no_blur" in text
     drops = (tmp_path / "tables" / "drops_knn_top1.md").read_text()
-    assert next(l for l in drops.splitlines() if "| no_crop |" in l).rstrip(" |").endswith("1")
+    # one pair: a drop, but no interval and no p (never "x [x, x]" and p = 1.000)
+    assert "| no_crop | 1 | " in drops and "| – | – | – | 0 |" in drops and "1.000" not in drops
     summ = (tmp_path / "tables" / "summary_knn_top1.md").read_text()
-    assert "(n=1)" in summ and "±" not in summ.split("|---")[1]  # no std from one seed
+    assert "| full | 1 | " in summ and "| – | – | 0 |" in summ  # no std, no interval from one seed
 
 
 def test_without_baseline(tiny_rows_dir, tmp_path):
     runs = _copy(tiny_rows_dir, tmp_path / "runs", lambda r: r["policy"]["name"] != "full")
-    res = build(runs, tmp_path, n_boot=N_BOOT)
+    res = build(runs, tmp_path)
     text = res["report"].read_text()
     assert "Missing baselines" in text and "no `full` run" in text
-    loo = next(f for f in res["figures"] if f.name == "loo_drop")
+    loo = next(f for f in res["figures"] if f.name == "drops")
     assert loo.files == [] and loo.reason in text
     assert "### Crop is the most important augmentation: not testable" in text
 
@@ -120,7 +120,7 @@ def test_without_baseline(tiny_rows_dir, tmp_path):
 def test_hole_in_grid_is_listed(tiny_rows_dir, tmp_path):
     runs = _copy(tiny_rows_dir, tmp_path / "runs",
                  lambda r: not (r["policy"]["name"] == "no_crop" and r["seed"] == 1))
-    text = build(runs, tmp_path, only=None, n_boot=N_BOOT)["report"].read_text()
+    text = build(runs, tmp_path, only=None)["report"].read_text()
     assert "simclr / no_crop / seed(s) 1 (no row)" in text
     assert "Sweep `analysis_tiny`" in text and "5 of 6 expected runs done" in text
     assert "missing: simclr / no_crop / resnet18 / seed 1 (no row)" in text
@@ -143,7 +143,7 @@ def test_bad_options_and_corrupt_row_are_user_errors(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def grid_report(tiny_grid_rows_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("grid_report")
-    return out, build(tiny_grid_rows_dir, out, n_boot=N_BOOT)
+    return out, build(tiny_grid_rows_dir, out)
 
 
 def test_grid_figures_are_drawn(grid_report, tiny_grid_rows_dir):
@@ -161,7 +161,7 @@ def test_grid_figures_are_drawn(grid_report, tiny_grid_rows_dir):
         assert all(p.stat().st_size > 1000 for p in f.files)
         assert f.n_runs == n_runs and f.reason is None, (name, f.n_runs, f.reason)
         assert f"figures/{png}" in text
-    assert figs["loo_drop"].files == [] and figs["loo_drop"].reason in text  # no no_* runs here
+    assert figs["drops"].files == [] and figs["drops"].reason in text  # no no_* or *_only runs here
 
 
 def test_grid_claims_answered(grid_report):
@@ -186,7 +186,7 @@ def test_grid_claims_answered(grid_report):
                  "Gain under weak minus gain under full"):
         assert line in body
     # momentum variants run only under full/weak: no holes for the policies they did not run
-    assert "Nothing: every (method × policy × seed) combination" in text
+    assert "No holes: every (method × policy × seed) combination" in text
 
 
 def test_grid_numbers_match_rows(grid_report, tiny_grid_rows_dir):
@@ -212,4 +212,4 @@ def test_grid_numbers_match_rows(grid_report, tiny_grid_rows_dir):
     assert sum("| True | weak |" in l or "| True | full |" in l for l in lines) == 2
     drops = (out / "tables" / "drops_knn_top1.md").read_text()
     line = next(l for l in drops.splitlines() if "| vit_tiny |" in l and "| mask_instead_of_crop |" in l)
-    assert f"{vit:.2f} [" in line and line.rstrip(" |").endswith("1")
+    assert f"| 1 | {vit:.2f} | – |" in line

@@ -8,34 +8,44 @@ from analysis import published
 from analysis import stats as S
 
 
-def test_paired_t_p_equals_scipy():
+def test_paired_t_p_and_interval_equal_scipy():
     rng = np.random.default_rng(1)
     a = rng.normal(80, 1, size=6)
     b = a - rng.normal(0.7, 0.5, size=6)
-    r = S.paired_test(a, b, n_boot=2000)
-    assert r.p_t == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-12)
-    assert r.mean == pytest.approx(np.mean(a - b))
-    assert r.n == 6
+    r = S.paired_test(a, b)
+    ref = sps.ttest_rel(a, b)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    lo, hi = ref.confidence_interval(0.95)
+    assert (r.ci_lo, r.ci_hi) == (pytest.approx(lo, rel=1e-12), pytest.approx(hi, rel=1e-12))
+    assert r.mean == pytest.approx(np.mean(a - b)) and r.n == 6
+    # a wider interval at a smaller alpha; one-sided p is half the two-sided p in the direction of the mean
+    lo99, hi99 = S.t_interval(a - b, alpha=0.01)
+    assert lo99 < r.ci_lo and hi99 > r.ci_hi
+    assert S.ttest_p(a - b, "greater") == pytest.approx(r.p / 2)
 
 
-def test_bootstrap_ci_covers_true_mean_and_is_seeded():
-    rng = np.random.default_rng(0)
-    true = 2.0
-    d = true + rng.normal(0, 1, size=40)
-    lo, hi = S.bootstrap_ci(d, n_boot=4000, seed=3)
-    assert lo < true < hi
-    assert lo < d.mean() < hi
-    assert (lo, hi) == S.bootstrap_ci(d, n_boot=4000, seed=3)
-    assert (lo, hi) != S.bootstrap_ci(d, n_boot=4000, seed=4)
-    # a wider interval at a smaller alpha
-    lo99, hi99 = S.bootstrap_ci(d, n_boot=4000, alpha=0.01, seed=3)
-    assert lo99 < lo and hi99 > hi
+def test_one_seed_has_no_interval_and_no_p():
+    r = S.paired_test([65.16], [41.47])
+    assert r.mean == pytest.approx(23.69) and r.n == 1
+    assert np.isnan(r.ci_lo) and np.isnan(r.ci_hi) and np.isnan(r.p)
 
 
-def test_permutation_p_exact_small_n():
-    # all 4 diffs positive: only the all-plus and all-minus flips are as extreme -> 2/16
-    assert S.permutation_p([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2 / 16)
-    assert S.permutation_p([1.0, -1.0, 1.0, -1.0]) == pytest.approx(1.0)
+def test_three_seeds_can_reach_small_p():
+    # a sign-flip permutation test over 3 pairs never goes below 2/8 = 0.25; the paired t-test does
+    d = [23.1, 24.0, 23.6]
+    assert S.ttest_p(d) < 0.001
+    lo, hi = S.t_interval(d)
+    assert lo > 20 and hi < 27 and lo < np.mean(d) < hi
+    assert S.ttest_p([5.0, 5.0, 5.0]) == 0.0 and S.ttest_p([0.0, 0.0]) == 1.0  # zero variance
+
+
+def test_holm_matches_the_step_down_definition():
+    p = np.array([0.01, 0.04, 0.03, np.nan, 0.5])
+    adj = S.holm(p)
+    # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, max(0.04, 0.09), max(0.09, 0.08), max(0.09, 0.5)
+    assert np.allclose(adj[[0, 2, 1, 4]], [0.04, 0.09, 0.09, 0.5]) and np.isnan(adj[3])
+    assert np.all(adj[~np.isnan(p)] >= p[~np.isnan(p)])
+    assert S.holm([0.6, 0.7]).max() == 1.0  # capped
 
 
 def test_spearman_equals_scipy():
@@ -48,21 +58,26 @@ def test_spearman_equals_scipy():
     assert np.isnan(S.spearman({"a": 1, "b": 2}, {"a": 1, "b": 2})["rho"])  # too few shared keys
 
 
-def test_crop_verdict_yes_no_undecided():
+def test_dominates_yes_no_undecided():
+    from analysis.verdicts import dominates
+
     rng = np.random.default_rng(0)
     n = 5
     big = 20 + rng.normal(0, 0.5, n)
     small = 3 + rng.normal(0, 0.5, n)
     close = 19.9 + rng.normal(0, 3, n)
-    assert S.crop_verdict({"crop": big, "color": small, "flip": small / 3}).answer == "yes"
-    v = S.crop_verdict({"crop": small, "color": big, "flip": small / 3})
-    assert v.answer == "no" and v.top == "color"
-    v = S.crop_verdict({"crop": big, "color": close})
-    assert v.answer == "undecided" and "not significantly" in v.reason
-    v = S.crop_verdict({"crop": big[:1], "color": small[:1]})
-    assert v.answer == "undecided" and "1 paired seed" in v.reason
-    assert S.crop_verdict({"color": big}).answer == "undecided"
-    assert S.crop_verdict({"crop": big}).answer == "undecided"
+    assert dominates({"crop": big, "color": small, "flip": small / 3}, "leave-one-out").answer == "yes"
+    v = dominates({"crop": small, "color": big, "flip": small / 3}, "leave-one-out")
+    assert v.answer == "no" and v.reason.startswith("color's drop is larger")
+    v = dominates({"crop": big, "color": close}, "leave-one-out")
+    assert v.answer == "undecided" and "not separated from color" in v.reason
+    # larger than EVERY other: one close competitor is enough to leave it undecided
+    assert dominates({"crop": big, "color": close, "flip": small}, "leave-one-out").answer == "undecided"
+    v = dominates({"crop": big[:1], "color": small[:1]}, "leave-one-out")
+    assert v.answer == "undecided" and "1 seed(s)" in v.reason and "crop ranks 1 of 2" in v.reason
+    v = dominates({"crop": big}, "only-one", missing=["color_only", "blur_only"])
+    assert v.answer == "not testable" and "not run: color_only, blur_only" in v.reason
+    assert dominates({"color": big}, "leave-one-out").answer == "not testable"
 
 
 def _rows(accs: dict[str, list[float]], method="simclr"):
@@ -74,22 +89,40 @@ def test_drop_table_pairs_by_seed_and_skips_unmatched():
     df = _rows({"full": [80, 82, 81], "no_crop": [60, 63], "no_flip": [79, 81, 80]})
     df.loc[len(df)] = dict(status="failed", method="simclr", backbone="resnet18", dataset="cifar10", epochs=1,
                            policy="no_crop", seed=2, knn_top1=np.nan)
-    t = S.drop_table(df, "knn_top1", n_boot=500).set_index("policy")
+    t = S.drop_table(df, "knn_top1").set_index("policy")
     assert t.loc["no_crop", "n"] == 2 and t.loc["no_crop", "mean"] == pytest.approx(19.5)
     assert t.loc["no_crop", "seeds"] == "0,1"
     assert t.loc["no_flip", "mean"] == pytest.approx(1.0)
-    rk = S.ranking(S.drop_table(df, "knn_top1", n_boot=500))
+    assert t.loc["no_crop", "p"] == pytest.approx(sps.ttest_1samp([20, 19], 0).pvalue)
+    assert t.loc["no_crop", "p_holm"] == pytest.approx(S.holm(t["p"].to_numpy())[list(t.index).index("no_crop")])
+    rk = S.ranking(S.drop_table(df, "knn_top1"))
     assert list(rk["augmentation"]) == ["crop", "flip"]
     s = S.summarize(df, "knn_top1").set_index("policy")
     assert s.loc["full", "n"] == 3 and s.loc["full", "mean"] == pytest.approx(81)
     assert s.loc["full", "std"] == pytest.approx(np.std([80, 82, 81], ddof=1))
 
 
-def test_verdicts_from_rows():
-    df = _rows({"full": [80, 82, 81, 80], "no_crop": [60, 63, 61, 60], "no_flip": [79, 81, 80, 79.5]})
-    v = S.verdicts(df, "knn_top1", n_boot=500)
-    assert list(v["answer"]) == ["yes"]
-    assert S.verdicts(_rows({"no_crop": [1, 2]}), "knn_top1").empty  # no baseline: no verdict, no crash
+def test_verdicts_from_rows_both_kinds():
+    from analysis.verdicts import crop_verdicts
+
+    df = _rows({"full": [80, 82, 81, 80], "no_crop": [60, 63, 61, 60], "no_flip": [79, 81, 80, 79.5],
+                "crop_only": [50, 52, 51, 50.5], "color_only": [40, 41, 40.5, 40]})
+    v = crop_verdicts(df, "knn_top1").set_index("verdict")
+    assert v.loc["leave-one-out", "answer"] == "yes" and v.loc["only-one", "answer"] == "yes"
+    assert "not run: no_color, no_blur" in v.loc["leave-one-out", "reason"]
+    assert "not run: blur_only, flip_only" in v.loc["only-one", "reason"]
+    df = _rows({"no_crop": [1, 2], "no_flip": [1, 2]})  # no baseline: no drops, and it says so
+    v = crop_verdicts(df, "knn_top1").set_index("verdict")
+    assert v.loc["leave-one-out", "answer"] == "not testable" and "no `full` run" in v.loc["leave-one-out", "reason"]
+
+
+def test_recipes_split_cells():
+    # a `recipe` that varies keeps its runs apart, like any design field (lr, proj_depth, ...)
+    df = pd.concat([_rows({"full": [80, 81], "no_crop": [60, 61]}).assign(recipe="solo-learn"),
+                    _rows({"full": [70, 71], "no_crop": [65, 66]}).assign(recipe="default")])
+    t = S.drop_table(df, "knn_top1").set_index("recipe")
+    assert "recipe" in S.cell_cols(S.done_rows(df))
+    assert t.loc["solo-learn", "mean"] == pytest.approx(20) and t.loc["default", "mean"] == pytest.approx(5)
 
 
 def test_published_sources_and_drops():
