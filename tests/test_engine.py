@@ -230,3 +230,17 @@ def test_cuda_views_stay_on_device_without_sync(images, impl, name, jitter_order
         torch.cuda.set_sync_debug_mode(0)
     assert all(v.device.type == "cuda" and v.shape == (len(x), 3, 32, 32) for v in views)
     assert torch.isfinite(views[0]).all()
+
+
+def test_views_never_alias_reused_buffers(images):
+    """The torch path reuses scratch buffers between calls (CPU): a returned view must own its
+    memory, whatever op ends the policy (jitter, solarize, blur, mask, normalize)."""
+    x = images[:8]
+    for pol in ("byol", "mask_instead_of_crop", Policy.named("simclr").without("blur").with_ops(
+            "jitter_last", [(o, p) for o, p in Policy.named("simclr").ops if o in ("random_resized_crop", "color_jitter")])):
+        e = Engine(pol, seed=0)
+        first = e(x, views=2)
+        kept = [v.clone() for v in first]
+        e(x, views=2)
+        e(x.flip(0), views=2)
+        assert all(torch.equal(a, b) for a, b in zip(first, kept))
