@@ -98,7 +98,7 @@ def drops(df, out_dir, alpha=0.05) -> FigureResult:
     width = 0.8 / len(metrics)
     for ax, k in zip(axes, cells):
         key = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
-        sel = {m: t.loc[(t[keys] == pd.Series(key)).all(axis=1)].set_index("policy") for m, t in tabs.items()}
+        sel = {m: S.in_cell(t, key).set_index("policy") for m, t in tabs.items()}
         first = sel[metrics[0]]
         order = sorted(set().union(*(t.index for t in sel.values())),
                        key=lambda p: (not str(p).startswith("no_"), -first["mean"].get(p, -np.inf), p))
@@ -124,7 +124,8 @@ def drops(df, out_dir, alpha=0.05) -> FigureResult:
     ns = both["n"].astype(int).tolist()
     res.title = f"{res.title} ({_interval_note(ns)})"
     fig.suptitle(res.title, fontsize=10)
-    res.files, res.n_runs = _save(fig, Path(out_dir), "drops"), int(len(both))
+    runs = d[d["policy"].map(_ablation) | d["policy"].eq(S.BASELINE)]
+    res.files, res.n_runs = _save(fig, Path(out_dir), "drops"), int(len(runs))
     return res
 
 
@@ -132,7 +133,7 @@ def _nothing_learned(d: pd.DataFrame, key: dict) -> float | None:
     """Mean over seeds of full's kNN minus the random-init kNN: the drop of an arm that learned nothing."""
     if S.RANDOM_INIT not in d or "knn_top1" not in d:
         return None
-    full = d[(d["policy"] == S.BASELINE) & (d[list(key)] == pd.Series(key)).all(axis=1)]
+    full = S.in_cell(d[d["policy"] == S.BASELINE], key)
     gap = (full["knn_top1"] - full[S.RANDOM_INIT]).dropna()
     return float(gap.mean()) if len(gap) else None
 

@@ -74,6 +74,11 @@ def cell_label(key: dict, sep: str = "\n") -> str:
     return " / ".join(core) + (sep + ", ".join(extra) if extra else "")
 
 
+def in_cell(d: pd.DataFrame, key: dict) -> pd.DataFrame:
+    """The lines of `d` that belong to the cell `key` ({column: value})."""
+    return d.loc[(d[list(key)] == pd.Series(key)).all(axis=1)]
+
+
 def key_cols(table: pd.DataFrame) -> list[str]:
     """The cell columns of a drop table (everything before `policy`)."""
     cols = list(table.columns)

@@ -100,7 +100,7 @@ def ablation(df, alpha=0.05) -> list[Table]:
     for k, g in f.groupby(keys, dropna=False):
         key = dict(zip(keys, k))
         g = g.sort_values("policy", key=lambda s: s.map(_policy_order)).drop(columns=keys)
-        cell = d.loc[(d[keys] == pd.Series(key)).all(axis=1)]
+        cell = S.in_cell(d, key)
         if S.RANDOM_INIT in cell and cell[S.RANDOM_INIT].notna().any():
             r = cell.groupby("seed")[S.RANDOM_INIT].mean()
             g = pd.concat([pd.DataFrame([{"policy": "random-init encoder", "n": len(r), "kNN": float(r.mean()),

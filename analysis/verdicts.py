@@ -112,7 +112,7 @@ def crop_verdicts(df: pd.DataFrame, metric: str, alpha: float = 0.05, min_seeds:
     out = []
     for k, g in arms.groupby(keys, dropna=False):
         k = k if isinstance(k, tuple) else (k,)
-        cell = d.loc[(d[keys] == pd.Series(dict(zip(keys, k)))).all(axis=1)]
+        cell = S.in_cell(d, dict(zip(keys, k)))
         for kind in KINDS:
             out.append({**dict(zip(keys, k)), "verdict": kind, **_cell_verdict(cell, metric, kind, alpha, min_seeds)})
     return pd.DataFrame(out, columns=cols)
