@@ -13,7 +13,7 @@ EPOCHS   ?=
 EXECUTOR ?= auto
 OUT      ?= results/figures/preview_$(POLICY).png
 
-.PHONY: setup docs test preview policies bench-aug train sweep status cancel collect plots tables report slurm-up slurm-down device-prep clean
+.PHONY: setup docs test preview policies bench-aug bench-train train sweep status cancel collect plots tables report slurm-up slurm-down device-prep clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -43,6 +43,10 @@ preview: setup
 
 bench-aug: setup
 	$(AUGBENCH) bench-aug
+
+# per method: epoch time with/without augmentation, eager/compiled (CUDA), evaluation time -> results/bench/
+bench-train: setup
+	$(AUGBENCH) bench-train
 
 train: setup
 	$(AUGBENCH) train --policy $(POLICY) $(if $(METHOD),--method $(METHOD)) $(if $(EPOCHS),--epochs $(EPOCHS))

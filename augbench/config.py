@@ -21,7 +21,9 @@ OPTIMIZERS = ("sgd", "lars", "adamw")
 BACKENDS = ("fused", "kornia")
 
 # Fields that change how a run executes but not what it computes; left out of the run id.
-EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device"})
+EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard"})
+# torch.compile of the training step: auto = on for CUDA (CUDA graphs), off on the CPU; or a torch.compile mode
+COMPILE_SETTINGS = ("auto", "on", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(UserError):
@@ -61,7 +63,7 @@ class RunConfig:
     views: int = 2
     backend: str = "fused"
     amp: bool = True  # bf16 autocast + channels_last on CUDA; ignored on CPU
-    compile: bool = False
+    compile: str = "auto"  # see COMPILE_SETTINGS (true/false also accepted); execution only, not hashed
     seed: int = 0
     # evaluation
     knn_k: int = 200
@@ -76,6 +78,7 @@ class RunConfig:
     progress: bool = True
     num_threads: int | None = None
     device: str = "auto"
+    tensorboard: bool = False  # also write the per-epoch log as TensorBoard scalars (needs the extra)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -136,8 +139,10 @@ class RunConfig:
             self.dataset in ("cifar10", "cifar100") or self.dataset.startswith("imagefolder:")
         ):
             raise bad("dataset", "must be 'cifar10', 'cifar100' or 'imagefolder:<path>'")
-        for name in ("cifar_stem", "amp", "compile", "progress"):
+        for name in ("cifar_stem", "amp", "progress", "tensorboard"):
             check_bool(name)
+        if not (isinstance(self.compile, bool) or self.compile in COMPILE_SETTINGS):
+            raise bad("compile", f"must be true, false or one of {list(COMPILE_SETTINGS)}")
         check_bool("momentum", allow_none=True)
         check_int("width", 1)
         check_int("patch_size", 1)

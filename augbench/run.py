@@ -71,24 +71,6 @@ def _check_policy_fits(cfg: RunConfig, policy) -> None:
         raise ConfigError(f"field 'image_size' ({cfg.image_size}) differs from the policy's output size {list(size)}")
 
 
-def _features(cfg, method, train, test, device, norm, size, projector: bool = True):
-    """(train, test) backbone features and, when the method has a projector, projector outputs."""
-    from augbench.evaluate import extract
-
-    amp = cfg.amp and device.type == "cuda"
-    method.eval()
-    bb = method.backbone
-    out = {"backbone": (extract(bb, train.images, device, norm, size, amp=amp),
-                        extract(bb, test.images, device, norm, size, amp=amp))}
-    proj = getattr(method, "projector", None)
-    if projector and isinstance(proj, torch.nn.Module) and any(True for _ in proj.parameters()):
-        # projector(backbone(x)); recomputing the backbone keeps memory flat on the full dataset
-        fn = lambda x: proj(bb(x))  # noqa: E731
-        out["projector"] = (extract(fn, train.images, device, norm, size, amp=amp),
-                            extract(fn, test.images, device, norm, size, amp=amp))
-    return out
-
-
 def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: str | Path | None = None,
                sweep: str | None = None, *, stop_at_step: int | None = None) -> dict[str, Any]:
     """Pretrain + evaluate `cfg` and write its row to `results_dir` (default results/runs).
@@ -102,9 +84,10 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     from augbench.augment import Engine
     from augbench.data import load_dataset
     from augbench.env import environment
-    from augbench.evaluate import finetune, knn_top1, linear_probe, normalization
+    from augbench.evaluate import evaluate_encoder, normalization, random_init_knn
     from augbench.methods import build_method
     from augbench.models import build_backbone
+    from augbench.step import check_tensorboard
     from augbench.train import NonFiniteLoss, mask_mode, pretrain, weights_sha256
 
     # ---- validate everything before any work
@@ -112,6 +95,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     run_id = cfg.run_id
     policy = cfg.policy_obj()
     _check_policy_fits(cfg, policy)
+    check_tensorboard(cfg.tensorboard)
     device = resolve_device(cfg)
     runs = runs_dir(results_dir)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else runs.parent / "checkpoints" / run_id
@@ -158,17 +142,15 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(cfg.seed)
-    num_classes = len(train.classes)
     norm, size = normalization(policy), policy.output_size or (cfg.image_size, cfg.image_size)
     try:
         backbone = build_backbone(cfg)
         method = build_method(cfg, backbone).to(device)
         extra: dict[str, Any] = {}
-        if resume is None:
-            train_f, test_f = _features(cfg, method, train, test, device, norm, size, projector=False)["backbone"]
-            extra["knn_top1_random_init"] = knn_top1(train_f, train.labels, test_f, test.labels,
-                                                     num_classes, cfg.knn_k, cfg.knn_t)
-            del train_f, test_f
+        eval_kw = dict(norm=norm, size=size, progress=cfg.progress and rank == 0)
+        if resume is None:  # cached per (backbone, data, seed, eval settings) under <results>/cache
+            extra["knn_top1_random_init"] = random_init_knn(cfg, method, train, test, device,
+                                                            cache_dir=runs.parent / "cache", **eval_kw)
         result = pretrain(cfg, method, train.images, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
                           resume=resume, extra=extra, stop_at_step=stop_at_step)
         row["history"] = result.history
@@ -177,22 +159,8 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
         if rank != 0:
             return row  # never written: rank 0 evaluates and writes the row
         t_eval = time.perf_counter()
-        feats = _features(cfg, method, train, test, device, norm, size)
-        m = {"knn_top1_random_init": result.extra["knn_top1_random_init"], "final_loss": result.final_loss}
-        m["knn_top1"] = knn_top1(feats["backbone"][0], train.labels, feats["backbone"][1], test.labels,
-                                 num_classes, cfg.knn_k, cfg.knn_t)
-        if "projector" in feats:
-            m["knn_top1_projector"] = knn_top1(feats["projector"][0], train.labels, feats["projector"][1],
-                                               test.labels, num_classes, cfg.knn_k, cfg.knn_t)
-        if cfg.linear_epochs > 0:
-            m["linear_top1"] = linear_probe(feats["backbone"][0], train.labels, feats["backbone"][1], test.labels,
-                                            num_classes, epochs=cfg.linear_epochs, lr=cfg.linear_lr, seed=cfg.seed)
-        del feats
-        if cfg.finetune_epochs > 0:
-            m["finetune_top1"] = finetune(method.backbone, train.images, train.labels, test.images, test.labels,
-                                          num_classes, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
-                                          device=device, norm=norm, size=tuple(size), seed=cfg.seed,
-                                          backend=cfg.backend, amp=cfg.amp)
+        m = {"knn_top1_random_init": result.extra["knn_top1_random_init"], "final_loss": result.final_loss,
+             **evaluate_encoder(cfg, method, train, test, device, **eval_kw)}
         row["metrics"] = m
         row["timings"] = {"train_s": result.train_s, "epoch_s": result.train_s / max(1, len(result.history)),
                           "aug_fraction": result.aug_fraction, "eval_s": time.perf_counter() - t_eval,

@@ -18,11 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from augbench import checkpoint, distributed
+from augbench import checkpoint, distributed, step as fast
 from augbench.atomic import atomic_write
 
-TIMING_EVERY_CUDA = 10  # on CUDA, sync around the engine on every 10th step only (syncs cost throughput)
-CHECK_EVERY_CUDA = 20  # on CUDA, look for NaN every 20 steps (a check is a host sync)
 STOP_CHECK_EVERY_DDP = 10  # under DDP, agree on a requested checkpoint every 10 steps
 
 
@@ -38,6 +36,7 @@ class TrainResult:
     aug_fraction: float
     steps: int
     extra: dict[str, Any] = field(default_factory=dict)  # what the caller stored in the checkpoint
+    compile_mode: str | None = None  # the torch.compile mode the step ran with; None = eager
 
 
 # ---------------------------------------------------------------------------- schedule & optimisers
@@ -115,9 +114,13 @@ def make_views(engine, x: torch.Tensor, n_views: int, token_mask: bool):
     return views, [params[v]["patch_mask"]["keep_idx"] for v in range(n_views)]
 
 
+LOG_COLUMNS = ["epoch", "loss", "lr", "epoch_s", "aug_s", "model_s", "img_s"]
+
+
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:
-    """The per-epoch CSV log, rewritten whole (atomically) so a resumed run has one clean file."""
-    cols = ["epoch", "loss", "lr", "epoch_s", "aug_s", "model_s", "img_s"]
+    """The per-epoch CSV log, rewritten whole (atomically) so a resumed run has one clean file. After
+    the fixed columns come what the method logs (z_std, the collapse signal; loss parts; tau)."""
+    cols = LOG_COLUMNS + sorted({k for h in history for k in h} - set(LOG_COLUMNS))
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
@@ -141,6 +144,8 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     `resume`: a checkpoint state (checkpoint.load) to continue from exactly. `extra`: plain data the
     caller wants back after a resume (stored in each checkpoint). `stop_at_step`: behave as if a
     checkpoint had been requested before global step `stop_at_step` (tests, debugging).
+    No step waits for the GPU: losses, loss parts and timings are summed on the device and read
+    once per epoch (on CUDA, a NaN loss is found at the end of its epoch).
     Raises NonFiniteLoss on NaN/inf loss and checkpoint.Preempted after a requested save."""
     rank, world = distributed.rank(), distributed.world_size()
     cuda = device.type == "cuda"
@@ -159,19 +164,19 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     method.to(device)
     if amp:
         method.to(memory_format=torch.channels_last)
-    opt = build_optimizer(cfg, method.parameters(), peak)
+    opt, lr_t = fast.fast_optimizer(build_optimizer(cfg, method.parameters(), peak), device)
     token_mask = getattr(engine, "mask_mode", "pixel") == "token"
 
     history: list[dict[str, Any]] = []
     start_epoch, start_i = 0, 0
-    acc = _fresh_acc(device)
+    acc = fast.fresh_acc(device)
     extra = dict(extra or {})
     if resume is not None:
         method.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         history = list(resume["history"])
         start_epoch, start_i = int(resume["epoch"]), int(resume["step_in_epoch"])
-        acc = {**resume["acc"], "loss_sum": resume["acc"]["loss_sum"].to(device)}
+        acc = fast.acc_to({**fast.fresh_acc(device), **resume["acc"]}, device)
         extra = {**resume.get("extra", {}), **extra}
         if rank == 0:  # other ranks keep their own freshly seeded engine streams (see run.py)
             engine.load_state_dict(resume["engine"])
@@ -180,8 +185,10 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     model = method
     if distributed.is_distributed():
         model = nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if cuda else None)
-    if cfg.compile:
-        model = torch.compile(model)
+    eager = model
+    mode = fast.compile_mode(cfg.compile, device, distributed.is_distributed())
+    model = fast.compile_model(model, mode)
+    timer = fast.StepTimer(device)
 
     def save(epoch: int, i: int) -> None:
         if ckpt_dir is None or rank != 0:
@@ -189,16 +196,27 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
         checkpoint.save(ckpt_dir, {
             "run_id": cfg.run_id, "epoch": epoch, "step_in_epoch": i, "model": method.state_dict(),
             "optimizer": opt.state_dict(), "engine": engine.state_dict(), "history": history,
-            "acc": {**acc, "loss_sum": acc["loss_sum"].cpu()}, "extra": extra})
+            "acc": fast.acc_to(acc, "cpu"), "extra": extra})
+
+    def forward_backward(views, keep_idx):
+        if mode in ("reduce-overhead", "max-autotune"):  # CUDA graphs: the last step's outputs are consumed
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, logs = model(views, keep_idx=keep_idx)
+        loss.backward()
+        return loss.detach(), logs
 
     bar = None
     if cfg.progress and rank == 0:
         from tqdm.auto import tqdm
         bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch + start_i, unit="step",
                    desc=f"{cfg.method}/{cfg.policy_name}", dynamic_ncols=True)
+    tb = fast.open_tensorboard(getattr(cfg, "tensorboard", False) and rank == 0 and log_path is not None,
+                               Path(log_path).parent / "tensorboard" / Path(log_path).stem if log_path else None)
 
     method.train()
     img_per_step = cfg.batch_size * world
+    first_step = True
     try:
         for epoch in range(start_epoch, cfg.epochs):
             order = epoch_permutation(len(images), cfg.seed, epoch, rank, world).to(device)
@@ -211,58 +229,63 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
                 if world > 1:
                     stop = step % STOP_CHECK_EVERY_DDP == 0 and distributed.all_reduce_flag(stop, device)
                 if stop:
+                    _add_times(acc, timer)
                     acc["elapsed"] = time.perf_counter() - t_epoch
                     save(epoch, i)
                     checkpoint.clear_request()
                     raise checkpoint.Preempted(f"checkpoint saved at epoch {epoch} step {i}; resume to continue")
                 lr = lr_at(step, total_steps, warmup_steps, peak)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+                fast.set_lr(opt, lr_t, lr)
                 x = images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-                timed = not cuda or step % TIMING_EVERY_CUDA == 0
-                if timed:
-                    _sync(device)
-                    t0 = time.perf_counter()
+                timer.mark()
                 views, keep_idx = make_views(engine, x, cfg.views, token_mask)
                 if amp:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-                if timed:
-                    _sync(device)
-                    t1 = time.perf_counter()
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss, _ = model(views, keep_idx=keep_idx)
+                timer.mark()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                loss = loss.detach()
+                if first_step and model is not eager:
+                    try:
+                        loss, logs = forward_backward(views, keep_idx)
+                    except Exception as e:  # noqa: BLE001 -- any compiler failure: train eagerly, say so once
+                        print(f"augbench: torch.compile (mode {mode}) failed, training eagerly: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
+                        model, mode = eager, None
+                        opt.zero_grad(set_to_none=True)
+                        loss, logs = forward_backward(views, keep_idx)
+                else:
+                    loss, logs = forward_backward(views, keep_idx)
+                first_step = False
                 opt.step()
                 method.update_target(step, total_steps)
-                acc["loss_sum"] += loss.detach().double()
-                acc["n"] += 1
-                if timed:
-                    _sync(device)
-                    t2 = time.perf_counter()
-                    acc["aug_s"] += t1 - t0
-                    acc["model_s"] += t2 - t1
-                    acc["n_timed"] += 1
-                if (not cuda or step % CHECK_EVERY_CUDA == 0) and not torch.isfinite(acc["loss_sum"]):
+                fast.add_logs(acc, loss, logs)
+                timer.mark()
+                # a free check on the CPU; on CUDA it would sync every step, so the epoch's end does it
+                if not cuda and not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss became {loss.item():.4g} at epoch {epoch + 1} step {i + 1} "
                                         f"(lr {lr:.4g}); try a lower lr or a warm-up")
                 if bar is not None:
                     bar.update(1)
-                    if step % 10 == 0:
-                        rate = img_per_step * (i + 1 - first) / max(1e-9, time.perf_counter() - t_epoch - acc["elapsed"])
-                        bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
-            # ---- end of epoch
+            # ---- end of epoch: the one place the host waits for the device
+            _add_times(acc, timer)
             _sync(device)
             epoch_s = time.perf_counter() - t_epoch
-            mean_loss = float(distributed.all_reduce_mean(acc["loss_sum"] / max(1, acc["n"])))
-            if not math.isfinite(mean_loss):
-                raise NonFiniteLoss(f"loss became {mean_loss} in epoch {epoch + 1}; try a lower lr or a warm-up")
-            scale = acc["n"] / max(1, acc["n_timed"])  # on CUDA only a subset of steps is timed
-            history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "epoch_s": epoch_s,
-                            "aug_s": acc["aug_s"] * scale, "model_s": acc["model_s"] * scale,
-                            "img_s": img_per_step * acc["n"] / max(1e-9, epoch_s)})
-            acc = _fresh_acc(device)
+            means = fast.epoch_means(acc, distributed.all_reduce_mean)
+            if not math.isfinite(means["loss"]):
+                raise NonFiniteLoss(f"loss became {means['loss']} in epoch {epoch + 1}; try a lower lr or a warm-up")
+            row = {"epoch": epoch + 1, "loss": means.pop("loss"), "lr": lr, "epoch_s": epoch_s,
+                   "aug_s": acc["aug_s"], "model_s": acc["model_s"],
+                   "img_s": img_per_step * acc["n"] / max(1e-9, epoch_s), **means}
+            if getattr(method, "momentum", False):
+                row["tau"] = method.tau
+            history.append(row)
+            acc = fast.fresh_acc(device)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['img_s']:.0f}")
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        tb.add_scalar(f"train/{k}", v, epoch + 1)
+                tb.flush()
             if rank == 0 and log_path is not None:
                 write_log(Path(log_path), history)
             last = epoch + 1 == cfg.epochs
@@ -271,11 +294,21 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     finally:
         if bar is not None:
             bar.close()
+        if tb is not None:
+            tb.close()
 
     aug = sum(h["aug_s"] for h in history)
     busy = aug + sum(h["model_s"] for h in history)
     return TrainResult(history=history, final_loss=history[-1]["loss"], train_s=sum(h["epoch_s"] for h in history),
-                       aug_fraction=aug / busy if busy > 0 else 0.0, steps=total_steps, extra=extra)
+                       aug_fraction=aug / busy if busy > 0 else 0.0, steps=total_steps, extra=extra,
+                       compile_mode=mode)
+
+
+def _add_times(acc: dict[str, Any], timer: fast.StepTimer) -> None:
+    aug_s, model_s, n = timer.collect()
+    acc["aug_s"] += aug_s
+    acc["model_s"] += model_s
+    acc["n_timed"] += n
 
 
 def weights_sha256(module: nn.Module) -> str:
@@ -286,9 +319,3 @@ def weights_sha256(module: nn.Module) -> str:
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _fresh_acc(device: torch.device) -> dict[str, Any]:
-    """Running sums of the current epoch (stored in mid-epoch checkpoints)."""
-    return {"loss_sum": torch.zeros((), dtype=torch.float64, device=device), "n": 0,
-            "aug_s": 0.0, "model_s": 0.0, "n_timed": 0, "elapsed": 0.0}

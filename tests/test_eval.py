@@ -53,3 +53,57 @@ def test_features_use_the_policy_normalisation_and_view_size():
     assert normalization(Policy.from_dict({"name": "q", "ops": [{"op": "resize", "size": 32}]})) is None
     feats = extract(lambda t: t.flatten(1)[:, :4], x, torch.device("cpu"), norm, (16, 16), batch=1)
     assert feats.shape == (2, 4) and torch.allclose(feats, torch.ones(2, 4))
+
+
+def test_probe_makes_the_same_updates_as_torch_sgd_with_cosine():
+    """The hand-written probe step (no autograd) against nn.Linear + torch.optim.SGD + CosineAnnealingLR."""
+    from augbench.evaluate import fit_linear
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(100, 6, generator=g), torch.randint(0, 3, (100,), generator=g)
+    epochs, lr, batch, wd = 3, 0.5, 32, 1e-3  # 4 steps an epoch, the last one partial
+    w = fit_linear(x, y, 3, epochs, lr, seed=7, batch=batch, weight_decay=wd)
+    head = torch.nn.Linear(6, 3)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * 4)
+    order = torch.Generator().manual_seed(7)
+    for _ in range(epochs):
+        perm = torch.randperm(100, generator=order)
+        for i in range(0, 100, batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(head(x[idx]), y[idx]).backward()
+            opt.step()
+            sched.step()
+    assert torch.allclose(w[:-1], head.weight.detach().T, atol=1e-5) and torch.allclose(w[-1], head.bias.detach(), atol=1e-5)
+
+
+def test_encoder_features_are_one_pass_and_random_init_knn_is_cached(tmp_path):
+    from augbench.config import RunConfig
+    from augbench.data import load_dataset
+    from augbench.evaluate import encoder_features, random_init_knn
+    from augbench.methods import build_method
+    from augbench.models import build_backbone
+
+    cfg = RunConfig(width=4, proj_hidden=16, proj_dim=8, knn_k=5, subset=3, eval_subset=2)
+    train = load_dataset("cifar10", split="train", subset=3, seed=0)
+    test = load_dataset("cifar10", split="test", subset=2, seed=0)
+    torch.manual_seed(cfg.seed)
+    method = build_method(cfg, build_backbone(cfg))
+    calls = []
+    method.backbone.register_forward_hook(lambda *a: calls.append(1))
+    cpu = torch.device("cpu")
+    f, z = encoder_features(method, train.images, cpu, None, (32, 32), desc="t")
+    assert len(calls) == 1 and f.shape == (30, method.backbone.feat_dim) and z.shape == (30, 8)
+    assert torch.allclose(z, method.projector(f), atol=1e-5)  # projector outputs of the same features
+    calls.clear()
+    first = random_init_knn(cfg, method, train, test, cpu, norm=None, size=(32, 32), cache_dir=tmp_path)
+    assert len(calls) == 2  # train and test features
+    calls.clear()
+    again = random_init_knn(cfg, method, train, test, cpu, norm=None, size=(32, 32), cache_dir=tmp_path)
+    assert again == first and not calls  # read from the cache: no forward pass
+    other = cfg.replace(seed=1)  # another init: another cache entry
+    random_init_knn(other, method, train, test, cpu, norm=None, size=(32, 32), cache_dir=tmp_path)
+    assert len(calls) == 2 and len(list((tmp_path / "random_init_knn").glob("*.json"))) == 2

@@ -61,7 +61,14 @@ def test_row_schema_and_files(tiny_run):
     assert on_disk["env"]["world_size"] == 1 and len(on_disk["weights_sha256"]) == 64
     assert on_disk["env"]["parallel"] == 1  # not started by `sweep run --parallel N`
     log = (root / "logs" / f"{cfg.run_id}.csv").read_text().splitlines()
-    assert log[0] == "epoch,loss,lr,epoch_s,aug_s,model_s,img_s" and len(log) == 13
+    assert log[0] == "epoch,loss,lr,epoch_s,aug_s,model_s,img_s,z_std" and len(log) == 13
+    # z_std (the collapse signal) per epoch: positive, at most 1/sqrt(proj_dim) for unit-norm embeddings
+    z_std = [float(line.split(",")[-1]) for line in log[1:]]
+    assert all(0.0 < z <= cfg.proj_dim ** -0.5 + 1e-6 for z in z_std), z_std
+    # the random-init kNN went to the results root's cache, keyed by what it depends on
+    (cached,) = (root / "cache" / "random_init_knn").glob("*.json")
+    entry = json.loads(cached.read_text())
+    assert entry["knn_top1"] == on_disk["metrics"]["knn_top1_random_init"] and entry["key"]["seed"] == cfg.seed
     assert checkpoint.checkpoint_path(root / "checkpoints" / cfg.run_id).exists()
 
 

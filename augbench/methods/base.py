@@ -61,8 +61,7 @@ class Method(nn.Module):
         logs["loss"] = total.detach()
         # Mean per-dimension std of the normalised embeddings: ~1/sqrt(dim) when healthy, 0 on collapse.
         logs["z_std"] = nn.functional.normalize(z[0].detach().float(), dim=1).std(0).mean()
-        if self.momentum:
-            logs["tau"] = torch.tensor(self.tau)
+        # no tau here: a float attribute that changes every step would recompile a compiled forward
         return total, logs
 
     @torch.no_grad()
@@ -73,9 +72,10 @@ class Method(nn.Module):
             return
         frac = min(max(step / max(total_steps, 1), 0.0), 1.0)
         self.tau = 1 - (1 - self.tau_base) * (math.cos(math.pi * frac) + 1) / 2
-        for online, target in ((self.backbone, self.target_backbone), (self.projector, self.target_projector)):
-            t_params = list(target.parameters())
-            if t_params:
-                torch._foreach_lerp_(t_params, list(online.parameters()), 1 - self.tau)
-            for tb, ob in zip(target.buffers(), online.buffers()):
-                tb.copy_(ob)  # BatchNorm statistics follow the online network
+        pairs = ((self.backbone, self.target_backbone), (self.projector, self.target_projector))
+        t_params = [p for _, t in pairs for p in t.parameters()]
+        if t_params:  # one foreach launch for every parameter of the target
+            torch._foreach_lerp_(t_params, [p for o, _ in pairs for p in o.parameters()], 1 - self.tau)
+        t_bufs = [b for _, t in pairs for b in t.buffers()]
+        if t_bufs:  # BatchNorm statistics follow the online network, in one launch too
+            torch._foreach_copy_(t_bufs, [b for o, _ in pairs for b in o.buffers()])

@@ -1,30 +1,67 @@
 #!/usr/bin/env bash
-# Run ON the lent GPU machine (H100/H200), from the repo root, with .devdata and .whl carried
-# (see prepare.sh). All GPU checks of issues #2 and #3 in one go; everything lands in $OUT:
-#   gpu.log (all output), bench-aug-gpu.json, runs/<run_id>.json (one row per training run).
-# Usage: bash scripts/device/gpu_checks.sh [quick|full|grid|parallel]
-#   quick, full: the checks below (full adds BYOL and VICReg at 25 epochs)
+# Run ON the lent GPU machine (H100/H200; python3.12 + torch/triton, no kornia/albumentations/submitit
+# unless carried as wheels in .whl), from the repo root, with .devdata and .whl carried (prepare.sh).
+# Usage: bash scripts/device/gpu_checks.sh [all|grid|parallel]            (default: all)
+#   all:      EVERY GPU check in under 8 minutes, each step cut by `timeout` and the next one run anyway:
+#             the CUDA tests (pytest -m cuda, and tests named *cuda* not yet marked), bench-aug --device
+#             cuda, bench-train (per method: epoch with/without augmentation, eager/compiled, evaluation)
+#             and a short SimCLR run; a summary table comes last. Files back in $OUT (at most 8):
+#             gpu.log, pytest-cuda.xml, bench-aug-gpu.json, bench-train-gpu.json, runs.tar (row + log of
+#             the SimCLR run), summary.json. Step limits: LIMIT_TESTS, LIMIT_AUG, LIMIT_TRAIN_BENCH,
+#             LIMIT_RUN (seconds); RUN_EPOCHS for the SimCLR run.
 #   grid:     fill the crop_matters grid for ${BUDGET_S:-400} s, ${PARALLEL:-2} runs at once; rows of earlier
-#             sessions come in as ${GRID_TAR:-.devdata/grid_runs.tar} (skipped, and they time the estimate),
-#             all rows go back as $OUT/grid_runs.tar (the device tool returns at most 8 files); the sweep
-#             is cut at ${GRID_LIMIT_S:-540} s so that the tar is written within the device tool's 600 s
+#             sessions come in as ${GRID_TAR:-.devdata/grid_runs.tar}, all rows go back as $OUT/grid_runs.tar;
+#             the sweep is cut at ${GRID_LIMIT_S:-540} s so that the tar is written within the tool's 600 s
 #   parallel: throughput of 1 vs 2 vs 4 runs at once on 4 short runs (${PAR_EPOCHS:-3} epochs), and the ratios
 set -uo pipefail
-mode="${1:-quick}"
-OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT/runs"
+mode="${1:-all}"
+OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+# one inductor cache for every step: bench-train's compilations are reused by the SimCLR run
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/inductor-cache}"
+T0=$SECONDS
+BUDGET_S="${BUDGET_S_ALL:-465}"  # every step's limit is cut to what is left of this (8 min with setup and summary)
+STEPS=/tmp/gpu_steps.tsv; : > "$STEPS"
+
+step() {  # step NAME LIMIT_S COMMAND...: run it under a timeout, record rc and seconds, never stop the script
+  local name="$1" limit="$2" t=$SECONDS rc left; shift 2
+  left=$((BUDGET_S - (SECONDS - T0)))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -lt 5 ]; then
+    echo "== $name: skipped, the time budget is spent"; printf '%s\tskipped\t0\n' "$name" >> "$STEPS"; return
+  fi
+  echo "== [$((SECONDS - T0))s] $name (limit ${limit}s)"
+  timeout -k 10 "$limit" "$@"; rc=$?
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "== $name: cut at its ${limit}s limit"
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t))" >> "$STEPS"
+  echo "== $name: rc=$rc in $((SECONDS - t))s"
+}
+
+# ---- setup: carried wheels and data are optional (a step that needs what is missing fails, the rest run)
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || echo "wheels: install failed; going on without them"
+fi
 export PYTHONPATH="/tmp/site:$PWD"
-export AUGBENCH_GIT_COMMIT="$(cat .devdata/COMMIT)"
-python3 scripts/device/jpeg_pack.py unpack .devdata/cifar10 /tmp/data/cifar10 || exit 1
-export AUGBENCH_DATA=/tmp/data AUGBENCH_CACHE=/tmp/cache
+[ -f .devdata/COMMIT ] && export AUGBENCH_GIT_COMMIT="$(cat .devdata/COMMIT)"
+export AUGBENCH_DATA=/tmp/data AUGBENCH_CACHE=/tmp/cache AUGBENCH_RESULTS=/tmp/results
+have_data=0
+if [ -f .devdata/cifar10/train.bin ]; then
+  python3 scripts/device/jpeg_pack.py unpack .devdata/cifar10 /tmp/data/cifar10 && have_data=1
+fi
+[ "$have_data" = 1 ] || echo "no CIFAR-10 in .devdata (run prepare.sh here first): training steps will fail"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
+python3 - <<'PY'
+import importlib.util, torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA")
+for m in ("triton", "kornia", "albumentations", "submitit", "tensorboard"):
+    print(f"  {m}: {'yes' if importlib.util.find_spec(m) else 'absent'}")
+PY
 ab() { python3 -m augbench.cli "$@"; }
 
 if [ "$mode" = grid ]; then
-  rm -rf "$OUT/runs"; mkdir -p "$OUT/grid"
+  mkdir -p "$OUT/grid"
   if [ -f "${GRID_TAR:-.devdata/grid_runs.tar}" ]; then tar -xf "${GRID_TAR:-.devdata/grid_runs.tar}" -C "$OUT/grid"; fi
   # the timeout (runs in flight are lost, their rows stay `running`) makes sure the rows still come back
   timeout -k 15 "${GRID_LIMIT_S:-540}" python3 -m augbench.cli sweep run crop_matters --local \
@@ -35,7 +72,6 @@ if [ "$mode" = grid ]; then
   exit $rc
 fi
 if [ "$mode" = parallel ]; then
-  rm -rf "$OUT/runs"
   for n in 1 2 4; do
     echo "== $n run(s) at once: no_crop and full, seeds 0 and 1, ${PAR_EPOCHS:-3} epochs"
     rm -rf "/tmp/par$n"
@@ -54,28 +90,25 @@ for s in rows:
 PY
   exit 0
 fi
+[ "$mode" = all ] || { echo "unknown mode '$mode' (all, grid, parallel)"; exit 2; }
 
-echo "== 1. engine on CUDA: no host-device sync, same results as on CPU"
-python3 -m pytest -q -x tests/test_engine.py tests/test_backends.py -k "cuda or same_params" -p no:cacheprovider
+# ---- all: every GPU check, within BUDGET_S (the limits below add up to about that)
+step "cuda tests (marked)" "${LIMIT_TESTS:-90}" python3 -m pytest -q -rs -m cuda -p no:cacheprovider \
+  --continue-on-collection-errors --junitxml="$OUT/pytest-cuda.xml" tests
+step "cuda tests (named, unmarked)" 30 python3 -m pytest -q -rs -k cuda -m "not cuda" -p no:cacheprovider \
+  --continue-on-collection-errors tests
+step "bench-aug --device cuda" "${LIMIT_AUG:-50}" python3 -m augbench.cli bench-aug --device cuda --iters 20 \
+  --out "$OUT/bench-aug-gpu.json"
+# per method: eager with/without augmentation (+ evaluation), then compiled; the JSON grows case by case,
+# so a step cut by its limit still returns the cases it finished
+step "bench-train" "${LIMIT_TRAIN_BENCH:-200}" python3 -m augbench.cli bench-train --device cuda --no-progress \
+  --methods simclr byol vicreg barlow simsiam --out "$OUT/bench-train-gpu.json"
+step "SimCLR run (${RUN_EPOCHS:-5} epochs)" "${LIMIT_RUN:-80}" python3 -m augbench.cli train --dataset cifar10 \
+  --backbone resnet18 --batch-size 512 --epochs "${RUN_EPOCHS:-5}" --method simclr --policy simclr --no-progress \
+  --results /tmp/results/runs --ckpt-dir /tmp/ckpt/simclr
+[ -d /tmp/results/runs ] && tar -cf "$OUT/runs.tar" -C /tmp/results runs logs 2>/dev/null
 
-echo "== 2. bench-aug on the GPU (fused vs kornia, 32 px and 224 px)"
-ab bench-aug --device cuda --iters 20 --out "$OUT/bench-aug-gpu.json"
-
-echo "== 3. SimCLR, ResNet-18 (CIFAR stem), CIFAR-10 JPEG copy, batch 512, 25 epochs (bar: kNN >= 68 %, epoch <= 2.5 s)"
-train() { ab train --dataset cifar10 --backbone resnet18 --batch-size 512 --epochs 25 --no-progress \
-            --results "$OUT/runs" --ckpt-dir "/tmp/ckpt/$1-$2" --method "$1" --policy "$2"; }
-train simclr simclr
-if [ "$mode" = full ]; then
-  echo "== 4. BYOL and VICReg at 25 epochs"
-  train byol byol
-  train vicreg vicreg
-fi
-rm -rf "$OUT/logs"
-python3 - "$OUT/runs" <<'PY'
-import json, pathlib, sys
-for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
-    r = json.loads(p.read_text()); m, t = r.get("metrics", {}), r.get("timings", {})
-    print(f"{r['method']:7s} {r['policy']['name']:8s} {r['status']:6s} knn={m.get('knn_top1', float('nan')):.2f} "
-          f"linear={m.get('linear_top1', float('nan')):.2f} epoch_s={t.get('epoch_s', float('nan')):.2f} "
-          f"aug_fraction={t.get('aug_fraction', float('nan')):.2f} on {r['env']['device_name']}")
-PY
+# ---- summary (last): each step, then the figures against the issue's bars
+echo
+echo "== summary after $((SECONDS - T0))s"
+python3 scripts/device/gpu_summary.py "$STEPS" "$OUT" || column -t -s $'\t' "$STEPS"

@@ -1,0 +1,177 @@
+"""`augbench bench-train`: seconds per epoch of each method's training step, with and without
+augmentation, eager and compiled, and the seconds of a run's evaluation, all in one run.
+
+With augmentation: the method's own policy through the engine. Without: every view is the same
+uint8 -> normalised float conversion (no engine, nothing random), so with/without is the cost of
+augmentation in the step. Each case trains `--epochs` epochs (the first one warms up and compiles)
+and reports the LAST epoch. Compiled cases run on CUDA only. The JSON (results/bench/) is rewritten
+after every case, so an interrupted run keeps what it measured.
+CUDA defaults are the real setting (ResNet-18, all of CIFAR-10, batch 512); CPU defaults are small.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
+POLICY = {"simclr": "simclr", "byol": "byol", "vicreg": "vicreg", "barlow": "byol", "simsiam": "simclr"}
+CPU_SKIP = ("torch.compile is measured on CUDA only: CPU runs stay eager (bitwise deterministic, and "
+            "compiling costs more than it saves there)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--modes", nargs="+", default=["eager", "auto"],
+                   help="eager and/or torch.compile settings (auto = what runs use on CUDA; default, reduce-overhead, ...)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per case; the last one is timed (default 2)")
+    p.add_argument("--subset", type=int, default=None, help="training images per class (default: all on CUDA, 50 on CPU)")
+    p.add_argument("--width", type=int, default=None, help="ResNet width (default 64 on CUDA, 16 on CPU)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 100 on CPU")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--linear-epochs", type=int, default=None, help="probe epochs in the evaluation (default 100 on CUDA, 5 on CPU)")
+    p.add_argument("--eval-subset", type=int, default=None, help="test images per class (default: all on CUDA, 50 on CPU)")
+    p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation timing")
+    p.add_argument("--device", default=None, help="cuda if available, else cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--out", default=None, help="JSON path (default results/bench/bench-train-<device>-<time>.json)")
+
+
+class PlainViews:
+    """A stand-in engine with no augmentation: each view is the normalised image itself."""
+
+    mask_mode = "pixel"
+
+    def __init__(self, norm, size):
+        self.norm, self.size = norm, size
+
+    def __call__(self, x, views: int = 2):
+        from augbench.evaluate import prepare
+
+        v = prepare(x, self.norm, self.size)
+        return [v] + [v.clone() for _ in range(views - 1)]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def _settings(args, cuda: bool) -> dict[str, Any]:
+    def pick(value, on_cuda, on_cpu):
+        return value if value is not None else (on_cuda if cuda else on_cpu)
+
+    return {"backbone": args.backbone, "width": pick(args.width, 64, 16), "subset": pick(args.subset, None, 50),
+            "batch_size": pick(args.batch_size, 512, 100), "epochs": args.epochs,
+            "linear_epochs": pick(args.linear_epochs, 100, 5), "eval_subset": pick(args.eval_subset, None, 50)}
+
+
+def run_case(method: str, aug: bool, mode: str, settings: dict, data, device, *, evaluate: bool) -> dict[str, Any]:
+    from augbench.augment import Engine
+    from augbench.config import RunConfig
+    from augbench.evaluate import evaluate_encoder, normalization
+    from augbench.methods import build_method
+    from augbench.models import build_backbone
+    from augbench.run import seed_everything
+    from augbench.train import pretrain
+
+    train, test = data
+    cfg = RunConfig(method=method, policy=POLICY[method], device=str(device), progress=False, ckpt_every=0,
+                    compile="off" if mode == "eager" else mode, **settings)
+    policy = cfg.policy_obj()
+    norm, size = normalization(policy), policy.output_size or (cfg.image_size, cfg.image_size)
+    seed_everything(cfg.seed)
+    model = build_method(cfg, build_backbone(cfg)).to(device)
+    engine = Engine(policy, backend=cfg.backend, seed=cfg.seed, device=device) if aug else PlainViews(norm, size)
+    t0 = time.perf_counter()
+    res = pretrain(cfg, model, train.images, engine, device=device)
+    last = res.history[-1]
+    out = {"method": method, "aug": aug, "mode": mode, "compile_mode": res.compile_mode,
+           "epoch_s": last["epoch_s"], "first_epoch_s": res.history[0]["epoch_s"], "aug_s": last["aug_s"],
+           "model_s": last["model_s"], "img_s": last["img_s"], "steps_per_epoch": res.steps // cfg.epochs,
+           "wall_s": time.perf_counter() - t0, "loss": last["loss"]}
+    if mode != "eager" and res.compile_mode is None:
+        out["note"] = "compilation failed; the case ran eagerly"
+    if evaluate:
+        t0 = time.perf_counter()
+        m = evaluate_encoder(cfg, model, train, test, device, norm=norm, size=size)
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(device)
+        out["eval_s"], out["eval_metrics"] = time.perf_counter() - t0, m
+    return out
+
+
+def ratios(cases: list[dict]) -> dict[str, float]:
+    """with-aug / without-aug per (method, mode), and eager / compiled per (method, aug)."""
+    t = {(c["method"], c["aug"], c["mode"]): c["epoch_s"] for c in cases if "epoch_s" in c}
+    r: dict[str, float] = {}
+    for (m, aug, mode), s in t.items():
+        if aug and (m, False, mode) in t:
+            r[f"{m}/{mode}: with_aug / without_aug"] = s / t[(m, False, mode)]
+        if mode != "eager" and (m, aug, "eager") in t:
+            r[f"{m}/{'aug' if aug else 'noaug'}: eager / {mode}"] = t[(m, aug, "eager")] / s
+    return r
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from augbench.data import load_dataset
+    from augbench.env import device_name
+    from augbench.results import results_root
+    from augbench.atomic import atomic_write
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    settings = _settings(args, cuda)
+    data = (load_dataset("cifar10", split="train", subset=settings.pop("subset"), seed=0),
+            load_dataset("cifar10", split="test", subset=settings.pop("eval_subset"), seed=0))
+    settings.update(subset=None, eval_subset=None)  # the data sets above are already the subsets
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    out = Path(args.out) if args.out else results_root() / "bench" / f"bench-train-{device.type}-{stamp}.json"
+    report: dict[str, Any] = {"benchmark": "bench-train", "device": device_name(device), "device_type": device.type,
+                              "torch": torch.__version__, "started_at": stamp, "finished": False,
+                              "settings": {**settings, "train_images": len(data[0].images),
+                                           "test_images": len(data[1].images)},
+                              "cases": [], "ratios": {}}
+    # the most telling cases first (an interrupted run keeps them): per method, eager then compiled
+    cases = [(m, mode, aug) for m in args.methods for mode in args.modes for aug in (True, False)]
+    with tqdm(total=len(cases), desc="bench-train", unit="case", disable=not args.progress, dynamic_ncols=True) as bar:
+        for method, mode, aug in cases:
+            bar.set_postfix_str(f"{method} {mode} {'aug' if aug else 'noaug'}")
+            if mode != "eager" and not cuda:
+                res: dict[str, Any] = {"method": method, "aug": aug, "mode": mode, "skipped": CPU_SKIP}
+            else:
+                try:
+                    res = run_case(method, aug, mode, settings, data, device,
+                                   evaluate=args.eval and aug and mode == args.modes[0])
+                except Exception as e:  # noqa: BLE001 -- one failing case must not lose the others
+                    res = {"method": method, "aug": aug, "mode": mode, "error": f"{type(e).__name__}: {e}"}
+            report["cases"].append(res)
+            report["ratios"] = ratios(report["cases"])
+            atomic_write(out, json.dumps(report, indent=2, default=str))
+            bar.update(1)
+    report["finished"] = True
+    atomic_write(out, json.dumps(report, indent=2, default=str))
+    print(f"bench-train on {report['device']} ({settings['backbone']} width {settings['width']}, "
+          f"{report['settings']['train_images']} images, batch {settings['batch_size']}): {out}")
+    for c in report["cases"]:
+        what = f"{c['method']:8s} {c['mode']:16s} {'aug' if c['aug'] else 'noaug':6s}"
+        if "epoch_s" in c:
+            ev = f"  eval {c['eval_s']:.2f} s" if "eval_s" in c else ""
+            print(f"  {what} epoch {c['epoch_s']:.3f} s  ({c['img_s']:.0f} img/s, first epoch {c['first_epoch_s']:.2f} s){ev}")
+        else:
+            print(f"  {what} {'skipped: ' + c['skipped'] if 'skipped' in c else 'error: ' + c['error']}")
+    for k, v in report["ratios"].items():
+        print(f"  {k} = {v:.2f}x")
+    return 0 if not any("error" in c for c in report["cases"]) else 1
