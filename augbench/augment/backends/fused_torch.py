@@ -22,10 +22,17 @@ import torch.nn.functional as F
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+_CONSTS: dict[tuple, torch.Tensor] = {}
+
+
 def const(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """A small constant on `like`'s device built from scalar fills: torch.tensor(list, device=cuda)
-    is a blocking host -> device copy, i.e. a sync in the hot path."""
-    return torch.stack([torch.full((), float(v), dtype=like.dtype, device=like.device) for v in values])
+    """A small constant on `like`'s device, built once from scalar fills (torch.tensor(list,
+    device=cuda) is a blocking host -> device copy, i.e. a sync) and cached: read-only."""
+    key = (tuple(float(v) for v in values), like.dtype, like.device)
+    c = _CONSTS.get(key)
+    if c is None:
+        c = _CONSTS[key] = torch.stack([torch.full((), v, dtype=like.dtype, device=like.device) for v in key[0]])
+    return c
 
 
 class _Scratch(threading.local):
@@ -177,32 +184,19 @@ def color_jitter(y: torch.Tensor, factors: Sequence[torch.Tensor], order: torch.
     return y
 
 
-def colour_matrix(y: torch.Tensor, m: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample `m` (B, 3, 3) @ every pixel (+ `bias` (B, 3, 1)): one batched matmul."""
-    b, c, H, W = y.shape
-    yv = y.view(b, c, H * W)
-    out = torch.bmm(m, yv) if bias is None else torch.baddbmm(bias, m, yv)
-    return out.view(b, c, H, W)
-
-
-def gray_matrix(gate: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    g = gate.to(like.dtype).view(-1, 1, 1)
-    eye = torch.eye(3, dtype=like.dtype, device=like.device)
-    return eye * (1 - g) + const(GRAY_WEIGHTS, like).expand(3, 3) * g
-
-
-def linear_ops(y: torch.Tensor, ops) -> torch.Tensor:
-    """Consecutive grayscale / normalize steps composed into one per-sample affine map."""
-    m = torch.eye(3, dtype=y.dtype, device=y.device).expand(y.shape[0], 3, 3)
-    bias = torch.zeros(y.shape[0], 3, 1, dtype=y.dtype, device=y.device)
-    for op, d in ops:
-        if op == "grayscale":
-            g = gray_matrix(d["gate"], y)
-            m, bias = g @ m, g @ bias
-        else:  # normalize: (y - mean) / std
-            inv = 1 / const(d["std"], y).view(1, 3, 1)
-            m, bias = m * inv, (bias - const(d["mean"], y).view(1, 3, 1)) * inv
-    return colour_matrix(y, m, bias)
+def gray_normalize(y: torch.Tensor, gate: torch.Tensor | None, norm: dict | None) -> torch.Tensor:
+    """Grayscale where `gate` (B,) is on, then normalize: y a + gray(y) c - mean / std with
+    per-sample a, c, elementwise (a batched 3x3 matmul is slow on CPU). Returns a fresh tensor."""
+    inv = 1 / const(norm["std"], y).view(1, 3, 1, 1) if norm else None
+    if gate is None:
+        out = torch.mul(y, inv)
+    else:
+        g = _b(gate, y)
+        a, c = (1 - g, g) if inv is None else ((1 - g) * inv, g * inv)
+        out = torch.mul(y, a)
+        gp = _gray_plane(y, "p0").unsqueeze(1)
+        out.add_(torch.mul(gp, c, out=scratch("full", torch.broadcast_shapes(gp.shape, c.shape), y)))
+    return out.sub_(const(norm["mean"], y).view(1, 3, 1, 1) * inv) if norm else out
 
 
 def gaussian_blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -250,14 +244,13 @@ def run(x: torch.Tensor, plan, dtype: torch.dtype) -> torch.Tensor:
     i = 0
     while i < len(steps):
         op, d = steps[i]
-        if op in ("grayscale", "normalize"):
-            j = i
-            while j < len(steps) and steps[j][0] in ("grayscale", "normalize"):
-                j += 1
-            y = linear_ops(y, steps[i:j])
-            i = j
-            continue
-        if op == "color_jitter":
+        if op in ("grayscale", "normalize"):  # grayscale, and normalize if it comes next: one pass
+            gate, norm = (d["gate"], None) if op == "grayscale" else (None, d)
+            if op == "grayscale" and i + 1 < len(steps) and steps[i + 1][0] == "normalize":
+                norm = steps[i + 1][1]
+                i += 1
+            y = gray_normalize(y, gate, norm)
+        elif op == "color_jitter":
             y = color_jitter(y, d["factors"], d["order"])
         elif op == "gaussian_blur":
             y = gaussian_blur(y, d["weights"])
