@@ -183,6 +183,7 @@ def strength(df, out_dir, metric="knn_top1") -> FigureResult:
         res.reason = "no strength sweep (crop_scale=/color=/mask_ratio=) with at least two values"
         return res
     knobs = sorted(d["knob"].unique())
+    res.title = f"Strength curves: {_mlabel(metric)} vs {', '.join(knobs)} ({', '.join(sorted(d['backbone'].unique()))})"
     fig, axes = _grid(len(knobs))
     for ax, knob in zip(axes, knobs):
         g = d[d["knob"] == knob]
@@ -214,6 +215,8 @@ def projector(df, out_dir, metric="knn_top1") -> FigureResult:
     if not panels:
         res.reason = "no runs with both knn_top1 and knn_top1_projector, and no projector-depth sweep"
         return res
+    res.title = "Projector: " + "; ".join(t for p, t in (("where", "kNN on backbone vs projector output"),
+                                                          ("depth", "accuracy vs projector depth")) if p in panels)
     fig, axes = _grid(len(panels), 5, 3.6)
     for ax, panel in zip(axes, panels):
         if panel == "where":
