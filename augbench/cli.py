@@ -16,6 +16,7 @@ COMMANDS = {
     "policies": ("augbench.augment.listing", "list the named augmentation policies and their ops"),
     "preview": ("augbench.augment.preview", "write a PNG grid of real images and their augmented views"),
     "bench-aug": ("augbench.bench", "time the augmentation backends (views/s) and write results/bench/*.json"),
+    "recipes": ("augbench.recipes", "list the training recipes (optimizer, lr, heads, ...) and where each value comes from"),
     "train": ("augbench.run", "pretrain + evaluate one config and write its result row"),
     "sweep": ("augbench.sweep", "run, inspect or cancel a sweep (SLURM arrays through submitit, or local)"),
     "collect": ("augbench.results_cli", "gather result rows into results/runs.csv"),
