@@ -35,7 +35,7 @@ class LARS(torch.optim.Optimizer):
         trust = eta * |p| / (|g| + weight_decay * |p| + eps)   (clip_lr: min(trust / lr, 1))
         d = trust * (g + weight_decay * p)
 
-    otherwise d = g; then buf = momentum * buf + d and p -= lr * buf. A param group with
+    otherwise d = g (no decay); then buf = momentum * buf + d and p -= lr * buf. A param group with
     ``adapt: False`` (biases and norms, see ``param_groups``) takes plain SGD steps.
     Written with torch._foreach_* ops: one kernel per op for the whole group, no per-parameter
     norm calls from Python."""
@@ -63,11 +63,12 @@ class LARS(torch.optim.Optimizer):
                 trust = g["eta"] * p_norm / (g_norm + p_norm * wd + g["eps"])
                 if g["clip_lr"]:
                     trust = torch.clamp(trust / g["lr"], max=1.0)
-                ok = (p_norm > 0) & (g_norm > 0)  # zero norms: a plain step without weight decay
-                scale = torch.where(ok, trust, torch.ones_like(trust))
-                d = torch._foreach_mul(grads, scale.unbind())
-                if wd:
-                    torch._foreach_add_(d, torch._foreach_mul(params, (scale * ok * wd).unbind()))
+                # a zero norm: solo-learn steps by the bare gradient. With d = scale * (g + wd p) that is
+                # scale 1 where |p| = 0 (p is 0) and scale 0 where |g| = 0 (g is 0)
+                plain = torch.where(p_norm > 0, torch.zeros_like(trust), torch.ones_like(trust))
+                scale = torch.where((p_norm > 0) & (g_norm > 0), trust, plain)
+                d = torch._foreach_add(grads, params, alpha=wd) if wd else torch._foreach_mul(grads, 1.0)
+                torch._foreach_mul_(d, scale.unbind())
             else:
                 d = torch._foreach_add(grads, params, alpha=wd) if wd else grads
             if g["momentum"]:
