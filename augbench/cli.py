@@ -17,6 +17,7 @@ COMMANDS = {
     "preview": ("augbench.augment.preview", "write a PNG grid of real images and their augmented views"),
     "bench-aug": ("augbench.bench", "time the augmentation backends (views/s) and write results/bench/*.json"),
     "bench-train": ("augbench.bench_train", "time each method's epoch (with/without augmentation, eager/compiled) and the evaluation"),
+    "recipes": ("augbench.recipes", "list the training recipes (optimizer, lr, heads, ...) and where each value comes from"),
     "train": ("augbench.run", "pretrain + evaluate one config and write its result row"),
     "sweep": ("augbench.sweep", "run, inspect or cancel a sweep (SLURM arrays through submitit, or local)"),
     "collect": ("augbench.results_cli", "gather result rows into results/runs.csv"),

@@ -14,11 +14,30 @@ from pathlib import Path
 from typing import Any
 
 from augbench.errors import UserError, read_yaml
+from augbench import recipes
 
 METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
 BACKBONES = ("resnet18", "resnet50", "vit_tiny", "vit_small")
 OPTIMIZERS = ("sgd", "lars", "adamw")
 BACKENDS = ("fused", "kornia")
+
+
+class _FromRecipe:
+    """Default of the fields a recipe sets: filled in __post_init__ from the run's recipe."""
+
+    def __repr__(self) -> str:
+        return "<from the recipe>"
+
+
+FROM_RECIPE: Any = _FromRecipe()
+
+# What the fields marked R were before recipes (lightly-style SGD; one head shape for every method):
+# the "generic" recipe, and what a recipe that omits a field leaves there.
+GENERIC: dict[str, Any] = dict(
+    proj_depth=2, proj_hidden=2048, proj_dim=128, pred_hidden=512, tau_base=0.99, temperature=0.5,
+    vicreg_weights=(25.0, 25.0, 1.0), barlow_lambda=0.005, barlow_scale=1.0, optimizer="sgd", lr=0.06,
+    lr_scaling="linear", weight_decay=5e-4, exclude_bias_norm=False, lars_eta=0.001, lars_clip=False,
+    warmup_epochs=0)
 
 # Fields that change how a run executes but not what it computes; left out of the run id.
 EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard"})
@@ -42,24 +61,30 @@ class RunConfig:
     dataset: str = "cifar10"
     subset: int | None = None  # images per class for quick runs (class-balanced); None = all
     image_size: int = 32
-    # heads
-    proj_depth: int = 2  # 0 = no projector, 1..3 linear/MLP layers
-    proj_hidden: int = 2048
-    proj_dim: int = 128
-    pred_hidden: int = 512  # BYOL/SimSiam predictor
+    recipe: str = recipes.DEFAULT  # where the fields marked R come from (see augbench/recipes.yaml, `augbench recipes`)
+    # heads (R)
+    proj_depth: int = FROM_RECIPE  # 0 = no projector, 1..3 linear/MLP layers
+    proj_hidden: int = FROM_RECIPE
+    proj_dim: int = FROM_RECIPE
+    pred_hidden: int = FROM_RECIPE  # BYOL/SimSiam predictor
     momentum: bool | None = None  # EMA target encoder; None = the method's default (BYOL on)
-    tau_base: float = 0.99
-    # loss knobs
-    temperature: float = 0.5  # SimCLR NT-Xent
-    vicreg_weights: tuple[float, float, float] = (25.0, 25.0, 1.0)  # invariance, variance, covariance
-    barlow_lambda: float = 0.005
-    # optimisation
+    tau_base: float = FROM_RECIPE  # EMA coefficient at step 0, cosine to 1 (R)
+    # loss knobs (R)
+    temperature: float = FROM_RECIPE  # SimCLR NT-Xent
+    vicreg_weights: tuple[float, float, float] = FROM_RECIPE  # invariance, variance, covariance
+    barlow_lambda: float = FROM_RECIPE
+    barlow_scale: float = FROM_RECIPE  # Barlow Twins loss multiplier (solo-learn's scale_loss)
+    # optimisation (R, except epochs and batch_size)
     epochs: int = 100
     batch_size: int = 512
-    optimizer: str = "sgd"
-    lr: float = 0.06  # base lr at batch 256; scaled linearly by batch_size / 256
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 0
+    optimizer: str = FROM_RECIPE
+    lr: float = FROM_RECIPE  # lr_scaling linear: base lr at batch 256, scaled by global batch / 256
+    lr_scaling: str = FROM_RECIPE  # "linear" or "none"
+    weight_decay: float = FROM_RECIPE
+    exclude_bias_norm: bool = FROM_RECIPE  # no weight decay (nor LARS trust ratio) on biases and norms
+    lars_eta: float = FROM_RECIPE  # LARS trust coefficient
+    lars_clip: bool = FROM_RECIPE  # LARS: clip the trust ratio at the lr (solo-learn's clip_lr)
+    warmup_epochs: int = FROM_RECIPE
     views: int = 2
     backend: str = "fused"
     amp: bool = True  # bf16 autocast + channels_last on CUDA; ignored on CPU
@@ -81,6 +106,18 @@ class RunConfig:
     tensorboard: bool = False  # also write the per-epoch log as TensorBoard scalars (needs the extra)
 
     # ---------------------------------------------------------------- construction
+    def __post_init__(self) -> None:
+        """Fill the fields left to the recipe. Precedence: built-in GENERIC < the recipe's value for
+        this method < a value given here (config file, sweep base/axes, flags all arrive as given
+        values). Which fields were given is kept, so that replace() re-applies the recipe of a new
+        method or recipe to the others."""
+        self._given = frozenset(n for n in RECIPE_FIELDS if getattr(self, n) is not FROM_RECIPE)
+        filled = {**GENERIC, **recipes.values_for(self.recipe, self.method, self.epochs)}
+        for name in RECIPE_FIELDS - self._given:
+            setattr(self, name, filled[name])
+        if isinstance(self.vicreg_weights, list):
+            self.vicreg_weights = tuple(self.vicreg_weights)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "RunConfig":
         if not isinstance(d, dict):
@@ -89,7 +126,7 @@ class RunConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        cfg = cls(**{k: (tuple(v) if k == "vicreg_weights" and isinstance(v, list) else v) for k, v in d.items()})
+        cfg = cls(**d)
         cfg.validate(source=source)
         return cfg
 
@@ -99,7 +136,16 @@ class RunConfig:
         return cls.from_dict(data or {}, source=str(path))
 
     def replace(self, **changes: Any) -> "RunConfig":
-        return RunConfig.from_dict({**self.to_dict(expand_policy=False), **changes})
+        """A copy with `changes`; fields this config took from its recipe are taken again from the
+        (possibly new) method's or recipe's, those given explicitly are kept."""
+        d = {k: v for k, v in self.to_dict(expand_policy=False).items()
+             if k not in RECIPE_FIELDS or k in self._given}
+        return RunConfig.from_dict({**d, **changes})
+
+    @property
+    def given(self) -> frozenset[str]:
+        """The recipe-settable fields given explicitly (not filled from the recipe)."""
+        return self._given
 
     # ---------------------------------------------------------------- validation
     def validate(self, *, source: str = "config") -> None:
@@ -132,6 +178,8 @@ class RunConfig:
                 raise bad(name, "must be true or false")
 
         check_choice("method", METHODS)
+        recipes.check(self.recipe, self.method, ConfigError, f"{source}: field 'recipe'")
+        check_choice("lr_scaling", ("linear", "none"))
         check_choice("backbone", BACKBONES)
         check_choice("optimizer", OPTIMIZERS)
         check_choice("backend", BACKENDS)
@@ -139,7 +187,7 @@ class RunConfig:
             self.dataset in ("cifar10", "cifar100") or self.dataset.startswith("imagefolder:")
         ):
             raise bad("dataset", "must be 'cifar10', 'cifar100' or 'imagefolder:<path>'")
-        for name in ("cifar_stem", "amp", "progress", "tensorboard"):
+        for name in ("cifar_stem", "amp", "progress", "tensorboard", "exclude_bias_norm", "lars_clip"):
             check_bool(name)
         if not (isinstance(self.compile, bool) or self.compile in COMPILE_SETTINGS):
             raise bad("compile", f"must be true, false or one of {list(COMPILE_SETTINGS)}")
@@ -156,6 +204,8 @@ class RunConfig:
         check_float("tau_base", 0.0, 1.0)
         check_float("temperature", 0.0, None, open_lo=True)
         check_float("barlow_lambda", 0.0)
+        check_float("barlow_scale", 0.0, None, open_lo=True)
+        check_float("lars_eta", 0.0, None, open_lo=True)
         if not (isinstance(self.vicreg_weights, tuple) and len(self.vicreg_weights) == 3
                 and all(isinstance(w, (int, float)) and w >= 0 for w in self.vicreg_weights)):
             raise bad("vicreg_weights", "must be three non-negative numbers")
@@ -182,6 +232,7 @@ class RunConfig:
             raise bad("proj_depth", f"must be >= 1 for {self.method} (its predictor needs a projector)")
         # The policy must resolve; this raises a PolicyError naming the op/field.
         self.policy_spec()
+
 
     # ---------------------------------------------------------------- views
     def policy_spec(self) -> dict[str, Any]:
@@ -224,3 +275,7 @@ class RunConfig:
         """Hash of everything that determines the result, the full policy spec included."""
         blob = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+RECIPE_FIELDS = frozenset(f.name for f in fields(RunConfig) if f.default is FROM_RECIPE)
+assert RECIPE_FIELDS == set(GENERIC), "every recipe field needs a GENERIC value"

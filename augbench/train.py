@@ -20,6 +20,7 @@ from torch import nn
 
 from augbench import checkpoint, distributed, step as fast
 from augbench.atomic import atomic_write
+from augbench.optim import build_optimizer, lr_at, peak_lr
 
 STOP_CHECK_EVERY_DDP = 10  # under DDP, agree on a requested checkpoint every 10 steps
 
@@ -37,59 +38,6 @@ class TrainResult:
     steps: int
     extra: dict[str, Any] = field(default_factory=dict)  # what the caller stored in the checkpoint
     compile_mode: str | None = None  # the torch.compile mode the step ran with; None = eager
-
-
-# ---------------------------------------------------------------------------- schedule & optimisers
-def peak_lr(cfg, world_size: int = 1) -> float:
-    """Linear scaling rule: base lr is for a batch of 256 (global batch = batch_size x world size)."""
-    return cfg.lr * cfg.batch_size * world_size / 256
-
-
-def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up from 0, then cosine decay to 0, per step."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and a layer-wise trust ratio (You et al. 2017). Biases and norm weights
-    (1-d parameters) get neither weight decay nor adaptation, as in SimCLR/BYOL."""
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if p.ndim > 1:
-                    d = d.add(p, alpha=g["weight_decay"])
-                    p_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
-                    trust = torch.where((p_norm > 0) & (d_norm > 0), g["eta"] * p_norm / d_norm,
-                                        torch.ones_like(p_norm))
-                    d = d.mul(trust)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.clone(d).detach()
-                else:
-                    state["momentum_buffer"].mul_(g["momentum"]).add_(d)
-                p.add_(state["momentum_buffer"], alpha=-g["lr"])
-        return loss
-
-
-def build_optimizer(cfg, params, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "lars":
-        return LARS(params, lr=lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
 
 
 # ---------------------------------------------------------------------------- data order & views

@@ -70,3 +70,13 @@ def test_yaml_file_round_trip_and_errors(tmp_path):
         RunConfig.from_yaml(bad)
     with pytest.raises(ConfigError, match="no such config file"):
         RunConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_constructor_fills_recipe_fields_like_from_dict():
+    """Tests build tiny configs with RunConfig(...): the recipe fills what they leave out, the
+    widths they give win."""
+    assert RunConfig(method="byol").to_dict() == RunConfig.from_dict({"method": "byol"}).to_dict()
+    tiny = RunConfig(method="byol", proj_hidden=32, proj_dim=16, pred_hidden=8)
+    assert (tiny.proj_hidden, tiny.proj_dim, tiny.pred_hidden, tiny.optimizer) == (32, 16, 8, "lars")
+    assert tiny.given == {"proj_hidden", "proj_dim", "pred_hidden"}
+    assert RunConfig(recipe="generic", lr=0.1).run_id != RunConfig(recipe="solo-learn", lr=0.1).run_id

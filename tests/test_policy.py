@@ -186,3 +186,41 @@ def test_channel_stats_of_real_cifar10():
     assert all(abs(a - b) < 0.02 for a, b in zip(std, ref_std)), std
     p = Policy.named("simclr").for_size(32, dataset=(mean, std))
     assert p.params("normalize")["mean"] == pytest.approx(mean) and p.name == "simclr@32px-stats"
+
+
+def test_only_one_arms_are_the_resize_plus_one_group():
+    """SimCLR Fig. 5's diagonal: crop_only keeps the crop; the other *_only arms replace it by the
+    same resize that no_crop uses, and keep only their group's ops, with full's parameters."""
+    full, resize = Policy.named("full"), Policy.named("no_crop").ops[0]
+    want = {"color_only": ["color_jitter", "grayscale"], "blur_only": ["gaussian_blur"], "flip_only": ["horizontal_flip"]}
+    for name, ops in want.items():
+        pol = Policy.named(name)
+        assert pol.name == name and pol.op_names == ["resize", *ops, "normalize"], name
+        assert pol.ops[0] == resize and pol.output_size == Policy.named("crop_only").output_size == (32, 32)
+        assert all(pol.params(op) == full.params(op) for op in ops)
+
+
+def _luma_corr(a, b):
+    a, b = a.mean(1).flatten(1), b.mean(1).flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def test_only_one_arms_on_real_images():
+    from augbench.augment import Engine
+    from augbench.data import load_dataset
+
+    x = load_dataset("cifar10", "train", subset=2).images  # 20 real images
+    plain = Engine("none", seed=0)(x, views=1)[0]
+    views = {n: Engine(n, seed=0)(x, views=1)[0] for n in ("flip_only", "color_only", "blur_only", "crop_only")}
+    # flip only: each view is its image or its mirror, both happen (p=0.5)
+    same = (views["flip_only"] - plain).abs().flatten(1).amax(1) < 1e-5
+    mirrored = (views["flip_only"] - plain.flip(-1)).abs().flatten(1).amax(1) < 1e-5
+    assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < len(x)
+    # colour and blur only change pixel values, not where things are: the luminance stays aligned with
+    # the original's (correlation > 0.9 for every image), which a crop does not keep (mean ~0.5)
+    for name in ("color_only", "blur_only"):
+        changed = (views[name] - plain).abs().flatten(1).amax(1) > 1e-3
+        assert int(changed.sum()) >= len(x) // 4, name
+        assert float(_luma_corr(views[name], plain).min()) > 0.9, name
+    assert float(_luma_corr(views["crop_only"], plain).mean()) < 0.8

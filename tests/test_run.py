@@ -16,7 +16,8 @@ from augbench.run import run_config
 # falls 4 points below (BN statistics alone do not help), so the margin below catches broken learning.
 TINY = dict(method="simclr", policy="simclr", cifar_stem=False, width=8, subset=100, epochs=12, batch_size=64,
             optimizer="lars", lr=2.0, weight_decay=1e-6, temperature=0.2, proj_hidden=64, proj_dim=32,
-            eval_subset=100, knn_k=20, linear_epochs=5, progress=False, num_threads=2, ckpt_every=4)
+            eval_subset=100, knn_k=20, linear_epochs=5, progress=False, num_threads=2, ckpt_every=4,
+            recipe="generic", lars_eta=0.001, exclude_bias_norm=True)  # the LARS these margins were measured with
 SMALL = {**TINY, "cifar_stem": True, "width": 4, "subset": 10, "batch_size": 20, "epochs": 2, "eval_subset": 10,
          "linear_epochs": 0, "optimizer": "sgd", "lr": 0.1}  # 100 images, 5 steps per epoch
 

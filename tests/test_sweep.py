@@ -24,13 +24,25 @@ SMALL = {"name": "t", "base": {"epochs": 2, "width": 8}, "axes": {"policy": ["fu
 
 
 # ---------------------------------------------------------------------- shipped sweeps
-def test_crop_matters_is_four_methods_by_six_policies_by_three_seeds():
+def test_crop_matters_is_three_methods_by_seven_policies_by_three_seeds():
     cfgs = expand(load_sweep("crop_matters"))
-    assert len(cfgs) == 72 and len({c.run_id for c in cfgs}) == 72
-    assert {c.method for c in cfgs} == {"simclr", "byol", "vicreg", "barlow"}
-    assert {c.policy_name for c in cfgs} == {"full", "no_crop", "no_color", "no_flip", "no_blur", "crop_only"}
+    assert len(cfgs) == 63 and len({c.run_id for c in cfgs}) == 63
+    assert {c.method for c in cfgs} == {"simclr", "byol", "vicreg"}
+    assert {c.policy_name for c in cfgs} == {"full", "no_crop", "no_color", "no_flip", "no_blur", "crop_only",
+                                             "color_only"}
     assert {c.seed for c in cfgs} == {0, 1, 2}
     assert all(c.epochs == 30 and c.backbone == "resnet18" and c.cifar_stem for c in cfgs)
+    # each method runs its published recipe (the default), not one shared set of values
+    assert {c.recipe for c in cfgs} == {"solo-learn"}
+    assert {(c.method, c.optimizer, c.lr, c.proj_dim) for c in cfgs} == {
+        ("simclr", "lars", 0.4, 256), ("byol", "lars", 1.0, 256), ("vicreg", "lars", 0.3, 2048)}
+
+
+def test_schedule_crosses_epochs_and_caps_the_recipe_warmup():
+    cfgs = expand(load_sweep("schedule"))
+    assert len(cfgs) == 2 * 3 * 3 and {c.seed for c in cfgs} == {0}
+    assert {c.policy_name for c in cfgs} == {"full", "no_crop", "no_color"}
+    assert {(c.epochs, c.warmup_epochs) for c in cfgs} == {(30, 3), (100, 10), (200, 10)}
 
 
 def test_masking_sweeps_mask_ratio_on_both_backbones():
@@ -45,7 +57,7 @@ def test_masking_sweeps_mask_ratio_on_both_backbones():
     assert {c.backbone for c in cfgs} == {"resnet18", "vit_tiny"}
 
 
-@pytest.mark.parametrize("name,n", [("projector", 24), ("momentum", 24), ("smoke", 4), ("default", 3)])
+@pytest.mark.parametrize("name,n", [("projector", 24), ("momentum", 24), ("smoke", 4), ("default", 3), ("schedule", 18)])
 def test_every_shipped_sweep_expands(name, n):
     assert len(expand(load_sweep(name))) == n
 

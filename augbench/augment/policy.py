@@ -360,6 +360,9 @@ def _registry() -> dict[str, dict[str, Any]]:
         reg[p.name] = p.to_dict()
     crop_only = reg.pop("crop_only")
     reg["crop_only"] = {**crop_only, "name": "crop_only"}
+    # the rest of SimCLR Fig. 5's diagonal: one group alone, after the resize that replaces the crop
+    for g in ("color", "blur", "flip"):
+        reg[f"{g}_only"] = only(_BASE, (g,)).to_dict()
     mask = _BASE.without("crop", name="mask_instead_of_crop").with_params(
         "patch_mask", name="mask_instead_of_crop", ratio=0.5, patch_size=4)
     reg["mask_instead_of_crop"] = mask.to_dict()

@@ -21,7 +21,7 @@ def build_method(cfg, backbone) -> Method:
     if cfg.method == "vicreg":
         return VICReg(backbone, proj, weights=cfg.vicreg_weights, **common)
     if cfg.method == "barlow":
-        return BarlowTwins(backbone, proj, lambd=cfg.barlow_lambda, **common)
+        return BarlowTwins(backbone, proj, lambd=cfg.barlow_lambda, scale=cfg.barlow_scale, **common)
     raise ValueError(f"unknown method {cfg.method!r}")
 
 

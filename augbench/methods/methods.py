@@ -43,12 +43,12 @@ class VICReg(Method):
 
 
 class BarlowTwins(Method):
-    def __init__(self, backbone, projector, lambd: float = 0.005, **kw):
+    def __init__(self, backbone, projector, lambd: float = 0.005, scale: float = 1.0, **kw):
         super().__init__(backbone, projector, **kw)
-        self.lambd = lambd
+        self.lambd, self.scale = lambd, scale  # scale: solo-learn's scale_loss (its CIFAR recipe: 0.1)
 
     def pair_loss(self, online, target):
-        return losses.barlow_loss(online, target, self.lambd), {}
+        return self.scale * losses.barlow_loss(online, target, self.lambd), {}
 
 
 METHOD_CLASSES = {"simclr": SimCLR, "byol": BYOL, "simsiam": SimSiam, "vicreg": VICReg, "barlow": BarlowTwins}

@@ -1,0 +1,112 @@
+"""augbench.optim: LARS (foreach) against a plain per-parameter reference of solo-learn's LARS, the
+bias/norm exclusion, the optimisers a RunConfig builds, and the lr schedule."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from augbench.config import ConfigError, RunConfig
+from augbench.optim import LARS, build_optimizer, lr_at, param_groups, peak_lr
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def _reference_step(params, bufs, lr, momentum, wd, eta, clip, exclude, eps=1e-8):
+    """solo-learn's LARS step (solo/utils/lars.py) written out per parameter."""
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            d = p.grad.clone()
+            if p.ndim != 1 or not exclude:
+                p_norm, g_norm = torch.norm(p), torch.norm(p.grad)
+                if p_norm != 0 and g_norm != 0:
+                    trust = eta * p_norm / (g_norm + p_norm * wd + eps)
+                    if clip:
+                        trust = min(trust / lr, 1)
+                    d = (d + wd * p) * trust
+            bufs[i] = d.clone() if bufs[i] is None else bufs[i].mul_(momentum).add_(d)
+            p.sub_(lr * bufs[i])
+
+
+@pytest.mark.parametrize("clip,exclude", [(True, True), (False, True), (True, False), (False, False)])
+def test_lars_matches_the_reference_step_for_step(clip, exclude):
+    ours, ref = _model(), _model()
+    ref.load_state_dict(ours.state_dict())
+    opt = LARS(param_groups(ours.parameters(), exclude, lars=True), lr=0.1, momentum=0.9, weight_decay=1e-3,
+               eta=0.02, clip_lr=clip)
+    ref_params, bufs = list(ref.parameters()), [None] * len(list(ref.parameters()))
+    g = torch.Generator().manual_seed(1)
+    for step, lr in enumerate([0.05, 0.4, 2.0, 0.01, 1.0]):
+        x, y = torch.randn(32, 8, generator=g), torch.randn(32, 4, generator=g)
+        for m in (ours, ref):
+            m.zero_grad()
+            nn.functional.mse_loss(m(x), y).backward()
+            if step == 2:  # a zero gradient: solo-learn steps by it (no decay), momentum carries on
+                m[3].weight.grad.zero_()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        _reference_step(ref_params, bufs, lr, 0.9, 1e-3, 0.02, clip, exclude)
+        for a, b in zip(ours.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"step {step}")
+    # the zero-initialised BatchNorm bias had a zero norm at step 0 and still moved
+    assert ours[1].bias.abs().sum() > 0
+
+
+def test_lars_leaves_biases_and_norms_out_of_decay_and_trust_ratio():
+    model = _model()
+    before = copy.deepcopy(model)
+    opt = LARS(param_groups(model.parameters(), True, lars=True), lr=0.5, momentum=0.9, weight_decay=0.1,
+               eta=0.001, clip_lr=True)
+    nn.functional.mse_loss(model(torch.randn(16, 8)), torch.randn(16, 4)).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    opt.step()
+    for (name, p), q in zip(model.named_parameters(), before.parameters()):
+        step = (q - p).detach()
+        if p.ndim == 1:  # plain SGD: lr x grad, no weight decay, no trust ratio
+            torch.testing.assert_close(step, 0.5 * grads[name])
+        else:  # scaled by the trust ratio: far smaller than lr x grad at eta 0.001
+            assert step.norm() < 0.5 * 0.01 * (grads[name] + 0.1 * q.detach()).norm(), name
+    groups = opt.param_groups
+    assert [g["adapt"] for g in groups] == [True, False] and groups[1]["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in groups[1]["params"]) and all(p.ndim > 1 for p in groups[0]["params"])
+
+
+def _cfg(**kw) -> RunConfig:
+    return RunConfig.from_dict({"width": 4, "proj_hidden": 16, "proj_dim": 8, "pred_hidden": 8, **kw})
+
+
+def test_build_optimizer_follows_the_config():
+    model = _model()
+    lars = build_optimizer(_cfg(method="simclr"), model.parameters(), 0.3)  # solo-learn: LARS, eta 0.02, clip
+    assert isinstance(lars, LARS) and len(lars.param_groups) == 2
+    assert lars.param_groups[0]["eta"] == 0.02 and lars.param_groups[0]["clip_lr"] is True
+    assert lars.param_groups[0]["weight_decay"] == 1e-4
+    sgd = build_optimizer(_cfg(method="simsiam"), model.parameters(), 0.3)  # solo-learn SimSiam: SGD, decay on all
+    assert isinstance(sgd, torch.optim.SGD) and len(sgd.param_groups) == 1 and sgd.defaults["foreach"] is True
+    sgd2 = build_optimizer(_cfg(optimizer="sgd", exclude_bias_norm=True), model.parameters(), 0.3)
+    assert [g["weight_decay"] for g in sgd2.param_groups] == [1e-4, 0.0]
+    adamw = build_optimizer(_cfg(optimizer="adamw", recipe="generic"), model.parameters(), 1e-3)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 5e-4
+
+
+def test_peak_lr_scales_linearly_or_not_at_all():
+    assert peak_lr(_cfg(lr=0.4, batch_size=512)) == pytest.approx(0.8)
+    assert peak_lr(_cfg(lr=0.4, batch_size=128), world_size=4) == pytest.approx(0.8)
+    assert peak_lr(_cfg(lr=0.06, batch_size=512, lr_scaling="none")) == 0.06
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    lrs = [lr_at(s, 100, 10, 1.0) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 1e-3
+
+
+@pytest.mark.parametrize("field,value", [("lars_eta", 0.0), ("lars_clip", "yes"), ("exclude_bias_norm", 1),
+                                         ("lr_scaling", "sqrt"), ("optimizer", "adam"), ("barlow_scale", -1.0)])
+def test_bad_optimizer_values_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        _cfg(**{field: value})
