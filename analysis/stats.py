@@ -56,9 +56,18 @@ def effective_momentum(d: pd.DataFrame) -> pd.Series:
 
 
 def cell_cols(df: pd.DataFrame) -> list[str]:
-    """The columns that define a cell: method/backbone/dataset/epochs plus any design field that varies."""
-    extra = [c for c in DESIGN if c in df.columns and df[c].astype(str).nunique() > 1]
-    return [c for c in CELL if c in df.columns] + extra
+    """The columns that define a cell: method/backbone/dataset/epochs plus any design field that varies among
+    runs of the same method/backbone/dataset/epochs. A field that only follows the method (a per-method
+    recipe's lr, temperature, ...) splits nothing the method does not already split, so it adds no column."""
+    core = [c for c in CELL if c in df.columns]
+
+    def varies(c: str) -> bool:
+        v = df[c].astype(str)
+        if v.nunique() < 2:
+            return False
+        return not core or bool((v.groupby([df[k] for k in core], dropna=False).nunique() > 1).any())
+
+    return core + [c for c in DESIGN if c in df.columns and varies(c)]
 
 
 def cell_label(key: dict, sep: str = "\n") -> str:

@@ -123,6 +123,11 @@ def test_recipes_split_cells():
     t = S.drop_table(df, "knn_top1").set_index("recipe")
     assert "recipe" in S.cell_cols(S.done_rows(df))
     assert t.loc["solo-learn", "mean"] == pytest.approx(20) and t.loc["default", "mean"] == pytest.approx(5)
+    # one recipe per method: its values follow the method, so they split nothing more and add no column
+    per_method = pd.concat([_rows({"full": [80], "no_crop": [60]}).assign(recipe="simclr", lr=0.3),
+                            _rows({"full": [70], "no_crop": [65]}, method="byol").assign(recipe="byol", lr=1.0)])
+    assert S.cell_cols(S.done_rows(per_method)) == ["method", "backbone", "dataset", "epochs"]
+    assert len(S.drop_table(per_method, "knn_top1")) == 2
 
 
 def test_published_sources_and_drops():
