@@ -141,6 +141,22 @@ def test_auto_picks_triton_on_cuda():
     assert fused.resolve_impl(torch.device("cpu")) == "torch"
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("in_px, out_px, batch, blur", [(32, 32, 512, 3), (256, 224, 16, 23)])
+def test_cuda_kernel_matches_torch_path_at_bench_sizes(in_px, out_px, batch, blur):
+    """The compiled kernel at bench-aug's sizes (224 px: 49 tiles, 23-tap blur), both BYOL views
+    (blur on every image / solarize), per-sample jitter order, fp32 and bf16 outputs."""
+    pol = Policy.named("byol").with_params("random_resized_crop", size=out_px).with_params(
+        "gaussian_blur", kernel_size=blur)
+    x = _images(batch, in_px, seed=7)
+    for v in range(2):
+        out, ref = _both(x, pol.for_view(v), seed=v, jitter_order="sample")
+        _close(out, ref)
+        half, _ = _both(x, pol.for_view(v), seed=v, jitter_order="sample", dtype=torch.bfloat16)
+        _close(half, ref, max_abs=0.05, rel=5e-3)
+
+
 # Compiled (not interpreted) for the H200's sm_90 down to a cubin with the ptxas that ships with
 # triton: no GPU needed, and it catches what the interpreter accepts but the compiler does not
 # (branch types, unsupported constructs). A subprocess, as TRITON_INTERPRET is set above.
