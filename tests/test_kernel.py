@@ -40,7 +40,12 @@ def _both(x, ops, seed=0, jitter_order="batch", dtype=torch.float32, mask_mode="
     got = triton_view.run(x, plan, dtype, out=out)
     assert got.data_ptr() == out.data_ptr()
     assert not out.isnan().any(), "some output element was never written"
-    return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, DEV, mask_mode), torch.float32)
+    tf32 = torch.backends.cuda.matmul.allow_tf32  # the reference's matmuls in full fp32, whatever ran before
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, DEV, mask_mode), torch.float32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def _close(out, ref, max_abs=MAX_ABS, rel=REL):
