@@ -63,26 +63,37 @@ def _gate(b: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
 def sample_crop(b: int, hw: tuple[int, int], scale, ratio, gen, device) -> torch.Tensor:
     """(B, 4) boxes x0, y0, w, h in whole pixels, torchvision's RandomResizedCrop.get_params
     vectorised over all 10 tries, Kornia's rounding and fallback."""
+    u = [torch.rand(shape, generator=gen, device=device) for shape in ((b, 10), (b, 10), b, b)]
+    return crop_from_uniforms(*u, hw, scale, ratio)
+
+
+def fallback_size(hw: tuple[int, int], ratio) -> tuple[int, int]:
+    """(w, h) when no try fits: the whole image, cut to the ratio range (torchvision's rule)."""
     H, W = hw
-    area = _uniform((b, 10), scale[0], scale[1], gen, device) * (H * W)
-    log_r = _uniform((b, 10), math.log(ratio[0]), math.log(ratio[1]), gen, device)
+    in_ratio = W / H
+    if in_ratio < min(ratio):
+        return W, math.floor(round(W / min(ratio)))
+    if in_ratio > max(ratio):
+        return math.floor(round(H * max(ratio))), H
+    return W, H
+
+
+def crop_from_uniforms(u_area, u_logr, u_x, u_y, hw: tuple[int, int], scale, ratio) -> torch.Tensor:
+    """The crop maths of `sample_crop` from its uniforms (B, 10), (B, 10), (B,), (B,)."""
+    H, W = hw
+    area = (u_area * (scale[1] - scale[0]) + scale[0]) * (H * W)
+    log_r = u_logr * (math.log(ratio[1]) - math.log(ratio[0])) + math.log(ratio[0])
     ar = torch.exp(log_r)
     w = torch.sqrt(area * ar).round()
     h = torch.sqrt(area / ar).round()
     ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
     first = (ok.cumsum(1) == 1) & ok  # one-hot of the first try that fits
     any_ok = ok.any(1)
-    in_ratio = W / H
-    if in_ratio < min(ratio):
-        wf, hf = W, math.floor(round(W / min(ratio)))
-    elif in_ratio > max(ratio):
-        wf, hf = math.floor(round(H * max(ratio))), H
-    else:
-        wf, hf = W, H
+    wf, hf = fallback_size(hw, ratio)
     w = torch.where(any_ok, (w * first).sum(1), torch.full_like(area[:, 0], wf)).clamp(1, W)
     h = torch.where(any_ok, (h * first).sum(1), torch.full_like(area[:, 0], hf)).clamp(1, H)
-    x0 = (torch.rand(b, generator=gen, device=device) * (W - w + 1)).floor()
-    y0 = (torch.rand(b, generator=gen, device=device) * (H - h + 1)).floor()
+    x0 = (u_x * (W - w + 1)).floor()
+    y0 = (u_y * (H - h + 1)).floor()
     return torch.stack([x0, y0, w, h], 1)
 
 
@@ -97,6 +108,11 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
                   mask_mode: str = "pixel", jitter_order: Any = "batch",
                   order_gen: torch.Generator | None = None) -> Params:
     """Every random number one view of a batch needs, per op (see module docstring)."""
+    if torch.device(device).type == "cuda" and triton_available():  # one draw + one kernel (no ~80 launches)
+        from augbench.augment.backends import triton_sample
+
+        return triton_sample.sample_params(ops, x_shape, gen, device, mask_mode=mask_mode,
+                                           jitter_order=jitter_order, order_gen=order_gen)
     b, _, H, W = x_shape
     out: Params = {}
     for op, p in ops:
@@ -111,12 +127,7 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
         elif op == "color_jitter":
             d = {k: _uniform(b, *p[k], gen, device) for k in JITTER_KEYS}
             d["applied"] = _gate(b, p["p"], gen, device)
-            if jitter_order == "sample":
-                d["order"] = torch.rand(b, 4, generator=gen, device=device).argsort(1)
-            elif jitter_order == "batch":
-                d["order"] = torch.randperm(4, generator=order_gen)  # CPU: iterating it costs no sync
-            else:
-                d["order"] = torch.tensor(list(jitter_order), dtype=torch.long)
+            d["order"] = jitter_orders(b, jitter_order, gen, device, order_gen)
             out[op] = d
         elif op == "grayscale":
             out[op] = {"applied": _gate(b, p["p"], gen, device)}
@@ -126,17 +137,29 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
             out[op] = {"threshold": torch.full((b,), p["threshold"], device=device),
                        "applied": _gate(b, p["p"], gen, device)}
         elif op == "patch_mask":
-            oh, ow = output_hw(ops, (H, W))
-            n = (oh // p["patch_size"]) * (ow // p["patch_size"])
-            n_mask = round(p["ratio"] * n)
-            ids = torch.rand(b, n, generator=gen, device=device).argsort(1)
-            applied = _gate(b, p["p"], gen, device)
-            mask = torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, ids[:, :n_mask], True)
-            d = {"mask": mask & applied[:, None], "applied": applied}
-            if mask_mode == "token":
-                d["keep_idx"] = ids[:, n_mask:].sort(1).values
-            out[op] = d
+            out[op] = sample_patch_mask(b, output_hw(ops, (H, W)), p, gen, device, mask_mode)
     return out
+
+
+def jitter_orders(b: int, jitter_order: Any, gen, device, order_gen) -> torch.Tensor:
+    if jitter_order == "sample":
+        return torch.rand(b, 4, generator=gen, device=device).argsort(1)
+    if jitter_order == "batch":
+        return torch.randperm(4, generator=order_gen)  # CPU: iterating it costs no sync
+    return torch.tensor(list(jitter_order), dtype=torch.long)
+
+
+def sample_patch_mask(b: int, out_hw: tuple[int, int], p: dict, gen, device, mask_mode: str) -> dict:
+    oh, ow = out_hw
+    n = (oh // p["patch_size"]) * (ow // p["patch_size"])
+    n_mask = round(p["ratio"] * n)
+    ids = torch.rand(b, n, generator=gen, device=device).argsort(1)
+    applied = _gate(b, p["p"], gen, device)
+    mask = torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, ids[:, :n_mask], True)
+    d = {"mask": mask & applied[:, None], "applied": applied}
+    if mask_mode == "token":
+        d["keep_idx"] = ids[:, n_mask:].sort(1).values
+    return d
 
 
 def output_hw(ops: Ops, hw: tuple[int, int]) -> tuple[int, int]:
