@@ -215,8 +215,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from augbench.augment.backends import triton_view as tv
-ptrs = dict(src="*u8", dst="*fp32", part="*fp32", box="*fp32", flip="*u8", fb="*fp32", fc="*fp32", fs="*fp32",
-            fh="*fp32", order="*i32", gray="*u8", thr="*fp32", mask="*u8", bw="*fp32")
+ptrs = dict(src="*u8", dst="*fp32", part="*fp32", box="*fp32", flip="*u8", jon="*u8", fb="*fp32", fc="*fp32",
+            fs="*fp32", fh="*fp32", order="*i32", gray="*u8", thr="*fp32", son="*u8", mask="*u8", sig="*fp32", bon="*u8")
 floats = "m0 m1 m2 is0 is1 is2 fill src_scale".split()
 def sig(fn, **over):
     s = {n: ptrs.get(n, "fp32" if n in floats else ("constexpr" if n.isupper() and n not in
@@ -231,7 +231,7 @@ for over, const in variants:
     out = triton.compile(ASTSource(tv._view_kernel, sig(tv._view_kernel, **over), constexprs=const),
                          target=GPUTarget("cuda", 90, 32))
     assert out.asm["cubin"], const
-out = triton.compile(ASTSource(tv._blur_h_kernel, {"src": "*fp32", "dst": "*fp32", "bw": "*fp32", "OH": "i32",
+out = triton.compile(ASTSource(tv._blur_h_kernel, {"src": "*fp32", "dst": "*fp32", "sig": "*fp32", "bon": "*u8", "OH": "i32",
                      "OW": "i32", "K": "constexpr", "BLOCK": "constexpr"}, constexprs=dict(K=23, BLOCK=1024)),
                      target=GPUTarget("cuda", 90, 32))
 from augbench.augment.backends import triton_sample as ts

@@ -177,8 +177,10 @@ PIXEL_OPS = ("color_jitter", "grayscale", "gaussian_blur", "solarize", "normaliz
 
 @dataclass
 class Plan:
-    """One view's work with every p-gate folded into its parameters, so that both paths only
-    compute: `steps` are the per-pixel ops in policy order, each (op, tensors/constants)."""
+    """One view's work: `steps` are the per-pixel ops in policy order, each (op, its per-sample
+    values and p-gate, or constants). Building it runs no tensor op; each path folds the gates
+    into the values itself (the torch path with `torch.where` on (B,) tensors, the kernel in
+    registers)."""
     size: tuple[int, int]
     resample: bool  # crop, resize or flip present: bilinear resampling through `box` and `flip`
     box: torch.Tensor  # (B, 4) x0, y0, w, h
@@ -187,22 +189,8 @@ class Plan:
     mask: tuple[torch.Tensor, int, float] | None  # (B, N) bool, patch size, fill (pixel mode only)
 
 
-def _where1(applied: torch.Tensor, v: torch.Tensor, identity: float) -> torch.Tensor:
-    return torch.where(applied, v, torch.full_like(v, identity))  # (B,) only: cheap, no sync
-
-
-def blur_weights(sigma: torch.Tensor, applied: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, k) normalised Gaussian taps; the identity kernel where the gate is off. The identity is
-    built from a comparison, not `delta[k // 2] = 1` (a host -> device copy: a CUDA sync)."""
-    xs = torch.arange(k, device=sigma.device, dtype=torch.float32) - k // 2
-    w = torch.exp(-(xs**2) / (2 * sigma.float()[:, None] ** 2))
-    w = w / w.sum(1, keepdim=True)
-    delta = (xs == 0).to(w.dtype)
-    return torch.where(applied[:, None], w, delta)
-
-
 def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode: str = "pixel") -> Plan:
-    """Sampled `params` -> a `Plan` (no tensor value is read back: no sync)."""
+    """Sampled `params` -> a `Plan` (no tensor op, no sync)."""
     b, _, H, W = x_shape
     names = [op for op, _ in ops]
     cfg = dict(ops)
@@ -213,15 +201,13 @@ def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode:
     for op in names:
         p, d = cfg[op], params.get(op)
         if op == "color_jitter":
-            ident = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue: no change
-            factors = [_where1(d["applied"], d[k].float(), i) for k, i in zip(JITTER_KEYS, ident)]
-            steps.append((op, {"factors": factors, "order": d["order"]}))
+            steps.append((op, {"factors": [d[k] for k in JITTER_KEYS], "gate": d["applied"], "order": d["order"]}))
         elif op == "grayscale":
             steps.append((op, {"gate": d["applied"]}))
         elif op == "gaussian_blur":
-            steps.append((op, {"weights": blur_weights(d["sigma"], d["applied"], p["kernel_size"])}))
-        elif op == "solarize":  # values lie in [0, 1] before normalize: a threshold of 2 never hits
-            steps.append((op, {"threshold": _where1(d["applied"], d["threshold"].float(), 2.0)}))
+            steps.append((op, {"sigma": d["sigma"], "gate": d["applied"], "k": p["kernel_size"]}))
+        elif op == "solarize":
+            steps.append((op, {"threshold": d["threshold"], "gate": d["applied"]}))
         elif op == "normalize":
             steps.append((op, {"mean": tuple(p["mean"]), "std": tuple(p["std"])}))
     mask = None
