@@ -3,9 +3,10 @@ parameters, on the input's device.
 
 Sampling is separate from application (Kornia style): `sample_params` draws every random number
 for a batch from one seeded `torch.Generator` on the input's device, `apply` only computes, so
-explicit parameters can be replayed. Nothing in either reads a tensor value back to the host
-(no `.item()`, `.tolist()` or Python branch on tensor values): p-gates and choices are
-`torch.where` masks, so a CUDA stream never stalls.
+explicit parameters can be replayed. On CUDA the draws are one `torch.rand(B, K)` and a crop
+kernel (`triton_sample`: a handful of launches instead of ~80; same distributions, another
+stream). Nothing in either reads a tensor value back to the host (no `.item()`, `.tolist()` or
+Python branch on tensor values): p-gates are folded into values, so a CUDA stream never stalls.
 
 Conventions (held against Kornia 0.9 by tests/test_backends.py):
 - crop boxes are drawn as torchvision/Kornia `RandomResizedCrop` (10 tries of area and
