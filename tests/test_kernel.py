@@ -13,7 +13,7 @@ if not CUDA:  # must be set before triton_view is first imported (triton.jit rea
 pytest.importorskip("triton")
 
 from augbench.augment import Engine, Policy  # noqa: E402
-from augbench.augment.backends import fused, fused_torch, triton_view  # noqa: E402
+from augbench.augment.backends import fused, fused_torch, triton_sample, triton_view  # noqa: E402
 
 DEV = torch.device("cuda" if CUDA else "cpu")
 # float32 in a different order (bilinear taps vs matmuls, composed colour matrices); normalize
@@ -40,7 +40,12 @@ def _both(x, ops, seed=0, jitter_order="batch", dtype=torch.float32, mask_mode="
     got = triton_view.run(x, plan, dtype, out=out)
     assert got.data_ptr() == out.data_ptr()
     assert not out.isnan().any(), "some output element was never written"
-    return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, DEV, mask_mode), torch.float32)
+    tf32 = torch.backends.cuda.matmul.allow_tf32  # the reference's matmuls in full fp32, whatever ran before
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, DEV, mask_mode), torch.float32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def _close(out, ref, max_abs=MAX_ABS, rel=REL):
@@ -141,6 +146,65 @@ def test_auto_picks_triton_on_cuda():
     assert fused.resolve_impl(torch.device("cpu")) == "torch"
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("in_px, out_px, batch, blur", [(32, 32, 512, 3), (256, 224, 16, 23)])
+def test_cuda_kernel_matches_torch_path_at_bench_sizes(in_px, out_px, batch, blur):
+    """The compiled kernel at bench-aug's sizes (224 px: 49 tiles, 23-tap blur), both BYOL views
+    (blur on every image / solarize), per-sample jitter order, fp32 and bf16 outputs."""
+    pol = Policy.named("byol").with_params("random_resized_crop", size=out_px).with_params(
+        "gaussian_blur", kernel_size=blur)
+    x = _images(batch, in_px, seed=7)
+    for v in range(2):
+        out, ref = _both(x, pol.for_view(v), seed=v, jitter_order="sample")
+        _close(out, ref)
+        half, _ = _both(x, pol.for_view(v), seed=v, jitter_order="sample", dtype=torch.bfloat16)
+        _close(half, ref, max_abs=0.05, rel=5e-3)
+
+
+def test_sampler_crop_kernel_equals_torch_maths():
+    """The CUDA sampler's crop kernel = fused.crop_from_uniforms (the CPU sampler's maths) on the
+    same uniforms, gate included; every box inside the image."""
+    n = 3000
+    u = torch.rand(n, 23, generator=torch.Generator().manual_seed(0)).to(DEV)
+    for p in ({"scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "p": 0.8}, {"scale": (0.5, 1.0), "ratio": (2.0, 3.0), "p": 1.0}):
+        box = triton_sample.crop(u, 0, (32, 24), p)
+        ref = fused.crop_from_uniforms(u[:, :10], u[:, 10:20], u[:, 20], u[:, 21], (32, 24), p["scale"], p["ratio"])
+        ref = torch.where((u[:, 22] < p["p"])[:, None], ref, fused.full_box(n, (32, 24), DEV))
+        # float32 exp on a GPU may differ from torch's in the last bit: a .5 tie in a rounding, rarely
+        assert (box == ref).all(1).float().mean() > 0.999
+        assert (box[:, :2] >= 0).all() and (box[:, 2:] >= 1).all()
+        assert (box[:, 0] + box[:, 2] <= 24).all() and (box[:, 1] + box[:, 3] <= 32).all()
+
+
+def test_sampler_same_format_and_distributions_as_fused_sampler():
+    n = 3000
+    ops = Policy.named("full").with_params("patch_mask", ratio=0.5).for_view(0)
+    args = dict(order_gen=torch.Generator().manual_seed(1))
+    ref = fused.sample_params(ops, (n, 3, 32, 32), torch.Generator(DEV).manual_seed(0), DEV, **args) if not CUDA \
+        else None
+    got = triton_sample.sample_params(ops, (n, 3, 32, 32), torch.Generator(DEV).manual_seed(0), DEV, **args)
+    if ref is not None:  # on CUDA fused.sample_params *is* this sampler
+        assert {o: {k: (v.shape, v.dtype) for k, v in d.items()} for o, d in got.items()} == \
+            {o: {k: (v.shape, v.dtype) for k, v in d.items()} for o, d in ref.items()}
+    cfg = dict(ops)
+    for op in ("random_resized_crop", "horizontal_flip", "color_jitter", "grayscale", "gaussian_blur", "solarize"):
+        rate, p = got[op]["applied"].float().mean().item(), cfg[op]["p"]
+        assert abs(rate - p) < 4.5 * max(p * (1 - p), 1e-12) ** 0.5 / n ** 0.5 + 1e-9, (op, rate, p)
+    for op, key in [("color_jitter", k) for k in fused.JITTER_KEYS] + [("gaussian_blur", "sigma")]:
+        lo, hi = cfg[op][key]
+        v = got[op][key]
+        assert lo <= v.min() < lo + 0.01 * (hi - lo) and hi - 0.01 * (hi - lo) < v.max() <= hi, (op, key)
+    from scipy import stats
+
+    box = got["random_resized_crop"]["box"][got["random_resized_crop"]["applied"]].cpu()
+    cpu = fused.sample_crop(n, (32, 32), cfg["random_resized_crop"]["scale"], cfg["random_resized_crop"]["ratio"],
+                            torch.Generator().manual_seed(5), "cpu")
+    for f in (lambda b: b[:, 2] * b[:, 3], lambda b: torch.log(b[:, 2] / b[:, 3])):  # area, log aspect ratio
+        assert stats.ks_2samp(f(box).numpy(), f(cpu).numpy()).pvalue > 1e-3
+    assert (got["patch_mask"]["mask"].sum(1) == 32).all()
+
+
 # Compiled (not interpreted) for the H200's sm_90 down to a cubin with the ptxas that ships with
 # triton: no GPU needed, and it catches what the interpreter accepts but the compiler does not
 # (branch types, unsupported constructs). A subprocess, as TRITON_INTERPRET is set above.
@@ -151,8 +215,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from augbench.augment.backends import triton_view as tv
-ptrs = dict(src="*u8", dst="*fp32", part="*fp32", box="*fp32", flip="*u8", fb="*fp32", fc="*fp32", fs="*fp32",
-            fh="*fp32", order="*i32", gray="*u8", thr="*fp32", mask="*u8", bw="*fp32")
+ptrs = dict(src="*u8", dst="*fp32", part="*fp32", box="*fp32", flip="*u8", jon="*u8", fb="*fp32", fc="*fp32",
+            fs="*fp32", fh="*fp32", order="*i32", gray="*u8", thr="*fp32", son="*u8", mask="*u8", sig="*fp32", bon="*u8")
 floats = "m0 m1 m2 is0 is1 is2 fill src_scale".split()
 def sig(fn, **over):
     s = {n: ptrs.get(n, "fp32" if n in floats else ("constexpr" if n.isupper() and n not in
@@ -167,10 +231,14 @@ for over, const in variants:
     out = triton.compile(ASTSource(tv._view_kernel, sig(tv._view_kernel, **over), constexprs=const),
                          target=GPUTarget("cuda", 90, 32))
     assert out.asm["cubin"], const
-out = triton.compile(ASTSource(tv._blur_h_kernel, {"src": "*fp32", "dst": "*fp32", "bw": "*fp32", "OH": "i32",
+out = triton.compile(ASTSource(tv._blur_h_kernel, {"src": "*fp32", "dst": "*fp32", "sig": "*fp32", "bon": "*u8", "OH": "i32",
                      "OW": "i32", "K": "constexpr", "BLOCK": "constexpr"}, constexprs=dict(K=23, BLOCK=1024)),
                      target=GPUTarget("cuda", 90, 32))
-print("compiled", len(variants) + 1)
+from augbench.augment.backends import triton_sample as ts
+out = triton.compile(ASTSource(ts._crop_kernel, {n: ("*fp32" if n in ("u", "box") else "constexpr" if n == "BLOCK" else
+                     "i32" if n in ("B", "K", "C0", "H", "W") else "fp32") for n in ts._crop_kernel.arg_names},
+                     constexprs=dict(BLOCK=128)), target=GPUTarget("cuda", 90, 32))
+print("compiled", len(variants) + 2)
 """
 
 
@@ -180,4 +248,4 @@ def test_kernels_compile_for_sm90():
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     r = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and "compiled 5" in r.stdout, r.stderr[-3000:]
+    assert r.returncode == 0 and "compiled 6" in r.stdout, r.stderr[-3000:]

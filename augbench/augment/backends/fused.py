@@ -3,9 +3,10 @@ parameters, on the input's device.
 
 Sampling is separate from application (Kornia style): `sample_params` draws every random number
 for a batch from one seeded `torch.Generator` on the input's device, `apply` only computes, so
-explicit parameters can be replayed. Nothing in either reads a tensor value back to the host
-(no `.item()`, `.tolist()` or Python branch on tensor values): p-gates and choices are
-`torch.where` masks, so a CUDA stream never stalls.
+explicit parameters can be replayed. On CUDA the draws are one `torch.rand(B, K)` and a crop
+kernel (`triton_sample`: a handful of launches instead of ~80; same distributions, another
+stream). Nothing in either reads a tensor value back to the host (no `.item()`, `.tolist()` or
+Python branch on tensor values): p-gates are folded into values, so a CUDA stream never stalls.
 
 Conventions (held against Kornia 0.9 by tests/test_backends.py):
 - crop boxes are drawn as torchvision/Kornia `RandomResizedCrop` (10 tries of area and
@@ -63,26 +64,37 @@ def _gate(b: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
 def sample_crop(b: int, hw: tuple[int, int], scale, ratio, gen, device) -> torch.Tensor:
     """(B, 4) boxes x0, y0, w, h in whole pixels, torchvision's RandomResizedCrop.get_params
     vectorised over all 10 tries, Kornia's rounding and fallback."""
+    u = [torch.rand(shape, generator=gen, device=device) for shape in ((b, 10), (b, 10), b, b)]
+    return crop_from_uniforms(*u, hw, scale, ratio)
+
+
+def fallback_size(hw: tuple[int, int], ratio) -> tuple[int, int]:
+    """(w, h) when no try fits: the whole image, cut to the ratio range (torchvision's rule)."""
     H, W = hw
-    area = _uniform((b, 10), scale[0], scale[1], gen, device) * (H * W)
-    log_r = _uniform((b, 10), math.log(ratio[0]), math.log(ratio[1]), gen, device)
+    in_ratio = W / H
+    if in_ratio < min(ratio):
+        return W, math.floor(round(W / min(ratio)))
+    if in_ratio > max(ratio):
+        return math.floor(round(H * max(ratio))), H
+    return W, H
+
+
+def crop_from_uniforms(u_area, u_logr, u_x, u_y, hw: tuple[int, int], scale, ratio) -> torch.Tensor:
+    """The crop maths of `sample_crop` from its uniforms (B, 10), (B, 10), (B,), (B,)."""
+    H, W = hw
+    area = (u_area * (scale[1] - scale[0]) + scale[0]) * (H * W)
+    log_r = u_logr * (math.log(ratio[1]) - math.log(ratio[0])) + math.log(ratio[0])
     ar = torch.exp(log_r)
     w = torch.sqrt(area * ar).round()
     h = torch.sqrt(area / ar).round()
     ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
     first = (ok.cumsum(1) == 1) & ok  # one-hot of the first try that fits
     any_ok = ok.any(1)
-    in_ratio = W / H
-    if in_ratio < min(ratio):
-        wf, hf = W, math.floor(round(W / min(ratio)))
-    elif in_ratio > max(ratio):
-        wf, hf = math.floor(round(H * max(ratio))), H
-    else:
-        wf, hf = W, H
+    wf, hf = fallback_size(hw, ratio)
     w = torch.where(any_ok, (w * first).sum(1), torch.full_like(area[:, 0], wf)).clamp(1, W)
     h = torch.where(any_ok, (h * first).sum(1), torch.full_like(area[:, 0], hf)).clamp(1, H)
-    x0 = (torch.rand(b, generator=gen, device=device) * (W - w + 1)).floor()
-    y0 = (torch.rand(b, generator=gen, device=device) * (H - h + 1)).floor()
+    x0 = (u_x * (W - w + 1)).floor()
+    y0 = (u_y * (H - h + 1)).floor()
     return torch.stack([x0, y0, w, h], 1)
 
 
@@ -97,6 +109,11 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
                   mask_mode: str = "pixel", jitter_order: Any = "batch",
                   order_gen: torch.Generator | None = None) -> Params:
     """Every random number one view of a batch needs, per op (see module docstring)."""
+    if torch.device(device).type == "cuda" and triton_available():  # one draw + one kernel (no ~80 launches)
+        from augbench.augment.backends import triton_sample
+
+        return triton_sample.sample_params(ops, x_shape, gen, device, mask_mode=mask_mode,
+                                           jitter_order=jitter_order, order_gen=order_gen)
     b, _, H, W = x_shape
     out: Params = {}
     for op, p in ops:
@@ -111,12 +128,7 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
         elif op == "color_jitter":
             d = {k: _uniform(b, *p[k], gen, device) for k in JITTER_KEYS}
             d["applied"] = _gate(b, p["p"], gen, device)
-            if jitter_order == "sample":
-                d["order"] = torch.rand(b, 4, generator=gen, device=device).argsort(1)
-            elif jitter_order == "batch":
-                d["order"] = torch.randperm(4, generator=order_gen)  # CPU: iterating it costs no sync
-            else:
-                d["order"] = torch.tensor(list(jitter_order), dtype=torch.long)
+            d["order"] = jitter_orders(b, jitter_order, gen, device, order_gen)
             out[op] = d
         elif op == "grayscale":
             out[op] = {"applied": _gate(b, p["p"], gen, device)}
@@ -126,17 +138,29 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
             out[op] = {"threshold": torch.full((b,), p["threshold"], device=device),
                        "applied": _gate(b, p["p"], gen, device)}
         elif op == "patch_mask":
-            oh, ow = output_hw(ops, (H, W))
-            n = (oh // p["patch_size"]) * (ow // p["patch_size"])
-            n_mask = round(p["ratio"] * n)
-            ids = torch.rand(b, n, generator=gen, device=device).argsort(1)
-            applied = _gate(b, p["p"], gen, device)
-            mask = torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, ids[:, :n_mask], True)
-            d = {"mask": mask & applied[:, None], "applied": applied}
-            if mask_mode == "token":
-                d["keep_idx"] = ids[:, n_mask:].sort(1).values
-            out[op] = d
+            out[op] = sample_patch_mask(b, output_hw(ops, (H, W)), p, gen, device, mask_mode)
     return out
+
+
+def jitter_orders(b: int, jitter_order: Any, gen, device, order_gen) -> torch.Tensor:
+    if jitter_order == "sample":
+        return torch.rand(b, 4, generator=gen, device=device).argsort(1)
+    if jitter_order == "batch":
+        return torch.randperm(4, generator=order_gen)  # CPU: iterating it costs no sync
+    return torch.tensor(list(jitter_order), dtype=torch.long)
+
+
+def sample_patch_mask(b: int, out_hw: tuple[int, int], p: dict, gen, device, mask_mode: str) -> dict:
+    oh, ow = out_hw
+    n = (oh // p["patch_size"]) * (ow // p["patch_size"])
+    n_mask = round(p["ratio"] * n)
+    ids = torch.rand(b, n, generator=gen, device=device).argsort(1)
+    applied = _gate(b, p["p"], gen, device)
+    mask = torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, ids[:, :n_mask], True)
+    d = {"mask": mask & applied[:, None], "applied": applied}
+    if mask_mode == "token":
+        d["keep_idx"] = ids[:, n_mask:].sort(1).values
+    return d
 
 
 def output_hw(ops: Ops, hw: tuple[int, int]) -> tuple[int, int]:
@@ -154,8 +178,10 @@ PIXEL_OPS = ("color_jitter", "grayscale", "gaussian_blur", "solarize", "normaliz
 
 @dataclass
 class Plan:
-    """One view's work with every p-gate folded into its parameters, so that both paths only
-    compute: `steps` are the per-pixel ops in policy order, each (op, tensors/constants)."""
+    """One view's work: `steps` are the per-pixel ops in policy order, each (op, its per-sample
+    values and p-gate, or constants). Building it runs no tensor op; each path folds the gates
+    into the values itself (the torch path with `torch.where` on (B,) tensors, the kernel in
+    registers)."""
     size: tuple[int, int]
     resample: bool  # crop, resize or flip present: bilinear resampling through `box` and `flip`
     box: torch.Tensor  # (B, 4) x0, y0, w, h
@@ -164,22 +190,8 @@ class Plan:
     mask: tuple[torch.Tensor, int, float] | None  # (B, N) bool, patch size, fill (pixel mode only)
 
 
-def _where1(applied: torch.Tensor, v: torch.Tensor, identity: float) -> torch.Tensor:
-    return torch.where(applied, v, torch.full_like(v, identity))  # (B,) only: cheap, no sync
-
-
-def blur_weights(sigma: torch.Tensor, applied: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, k) normalised Gaussian taps; the identity kernel where the gate is off. The identity is
-    built from a comparison, not `delta[k // 2] = 1` (a host -> device copy: a CUDA sync)."""
-    xs = torch.arange(k, device=sigma.device, dtype=torch.float32) - k // 2
-    w = torch.exp(-(xs**2) / (2 * sigma.float()[:, None] ** 2))
-    w = w / w.sum(1, keepdim=True)
-    delta = (xs == 0).to(w.dtype)
-    return torch.where(applied[:, None], w, delta)
-
-
 def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode: str = "pixel") -> Plan:
-    """Sampled `params` -> a `Plan` (no tensor value is read back: no sync)."""
+    """Sampled `params` -> a `Plan` (no tensor op, no sync)."""
     b, _, H, W = x_shape
     names = [op for op, _ in ops]
     cfg = dict(ops)
@@ -190,15 +202,13 @@ def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode:
     for op in names:
         p, d = cfg[op], params.get(op)
         if op == "color_jitter":
-            ident = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue: no change
-            factors = [_where1(d["applied"], d[k].float(), i) for k, i in zip(JITTER_KEYS, ident)]
-            steps.append((op, {"factors": factors, "order": d["order"]}))
+            steps.append((op, {"factors": [d[k] for k in JITTER_KEYS], "gate": d["applied"], "order": d["order"]}))
         elif op == "grayscale":
             steps.append((op, {"gate": d["applied"]}))
         elif op == "gaussian_blur":
-            steps.append((op, {"weights": blur_weights(d["sigma"], d["applied"], p["kernel_size"])}))
-        elif op == "solarize":  # values lie in [0, 1] before normalize: a threshold of 2 never hits
-            steps.append((op, {"threshold": _where1(d["applied"], d["threshold"].float(), 2.0)}))
+            steps.append((op, {"sigma": d["sigma"], "gate": d["applied"], "k": p["kernel_size"]}))
+        elif op == "solarize":
+            steps.append((op, {"threshold": d["threshold"], "gate": d["applied"]}))
         elif op == "normalize":
             steps.append((op, {"mean": tuple(p["mean"]), "std": tuple(p["std"])}))
     mask = None

@@ -171,8 +171,26 @@ def hue(y, f):
 STEPS = (brightness, contrast, saturation, hue)
 
 
-def color_jitter(y: torch.Tensor, factors: Sequence[torch.Tensor], order: torch.Tensor) -> torch.Tensor:
-    """`factors` (brightness, contrast, saturation, hue), (B,) each, identity where the gate is off."""
+def fold(gate: torch.Tensor, v: torch.Tensor, identity: float) -> torch.Tensor:
+    """`v` where the sample's p-gate is on, else the op's identity value: (B,) only, no sync."""
+    v = v.float()
+    return torch.where(gate, v, torch.full_like(v, identity))
+
+
+def blur_weights(sigma: torch.Tensor, gate: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) normalised Gaussian taps; the identity kernel where the gate is off. The identity is
+    built from a comparison, not `delta[k // 2] = 1` (a host -> device copy: a CUDA sync)."""
+    xs = torch.arange(k, device=sigma.device, dtype=torch.float32) - k // 2
+    w = torch.exp(-(xs**2) / (2 * sigma.float()[:, None] ** 2))
+    w = w / w.sum(1, keepdim=True)
+    return torch.where(gate[:, None], w, (xs == 0).to(w.dtype))
+
+
+def color_jitter(y: torch.Tensor, factors: Sequence[torch.Tensor], gate: torch.Tensor,
+                 order: torch.Tensor) -> torch.Tensor:
+    """`factors` (brightness, contrast, saturation, hue), (B,) each; where `gate` is off they are
+    set to the identity (1, 1, 1, 0), so no image is selected afterwards."""
+    factors = [fold(gate, f, i) for f, i in zip(factors, (1.0, 1.0, 1.0, 0.0))]
     if order.dim() == 2:  # one order per sample: every step at every stage, blended by a one-hot
         for stage in range(4):
             # a one-hot by comparison: F.one_hot checks its input's range (a sync on some devices)
@@ -201,7 +219,7 @@ def gray_normalize(y: torch.Tensor, gate: torch.Tensor | None, norm: dict | None
 
 def gaussian_blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Separable per-sample blur with (B, k) `weights` as a grouped conv, reflect padding (Kornia's
-    default); a sample whose gate is off has the identity kernel (see fused.blur_weights)."""
+    default); a sample whose gate is off has the identity kernel (see blur_weights)."""
     b, c, H, W = x.shape
     k = weights.shape[1]
     w = weights.to(x.dtype).repeat_interleave(c, 0)  # (B*C, k)
@@ -251,11 +269,11 @@ def run(x: torch.Tensor, plan, dtype: torch.dtype) -> torch.Tensor:
                 i += 1
             y = gray_normalize(y, gate, norm)
         elif op == "color_jitter":
-            y = color_jitter(y, d["factors"], d["order"])
+            y = color_jitter(y, d["factors"], d["gate"], d["order"])
         elif op == "gaussian_blur":
-            y = gaussian_blur(y, d["weights"])
-        elif op == "solarize":
-            y = solarize(y, d["threshold"])
+            y = gaussian_blur(y, blur_weights(d["sigma"], d["gate"], d["k"]))
+        elif op == "solarize":  # values lie in [0, 1] before normalize: a threshold of 2 never hits
+            y = solarize(y, fold(d["gate"], d["threshold"], 2.0))
         i += 1
     if plan.mask is not None:
         mask, patch, fill = plan.mask

@@ -54,11 +54,12 @@ def _hue(r, g, b, f):
 
 
 @triton.jit
-def _jitter_step(s, r, g, b, bi, fb, fc, fs, fh, valid, part, tile, NT, n_pix,
+def _jitter_step(s, r, g, b, bi, on, fb, fc, fs, fh, valid, part, tile, NT, n_pix,
                  STATS: tl.constexpr, NTP: tl.constexpr):
-    """Step s (0 brightness, 1 contrast, 2 saturation, 3 hue); s is uniform in the program."""
+    """Step s (0 brightness, 1 contrast, 2 saturation, 3 hue), uniform in the program; a sample
+    whose gate is off gets the identity factor."""
     if s == 0:
-        f = tl.load(fb + bi)
+        f = tl.where(on, tl.load(fb + bi), 1.0)
         r, g, b = _clamp01(r * f), _clamp01(g * f), _clamp01(b * f)
     elif s == 1:
         gsum = tl.sum(tl.where(valid, _gray(r, g, b), 0.0), axis=0)
@@ -69,19 +70,19 @@ def _jitter_step(s, r, g, b, bi, fb, fc, fs, fh, valid, part, tile, NT, n_pix,
                 k = tl.arange(0, NTP)
                 gsum = tl.sum(tl.load(part + bi * NT + k, mask=k < NT, other=0.0), axis=0)
             m = gsum / n_pix
-            f = tl.load(fc + bi)
+            f = tl.where(on, tl.load(fc + bi), 1.0)
             r, g, b = _clamp01(r * f + m * (1 - f)), _clamp01(g * f + m * (1 - f)), _clamp01(b * f + m * (1 - f))
     elif s == 2:
-        f = tl.load(fs + bi)
+        f = tl.where(on, tl.load(fs + bi), 1.0)
         gr = _gray(r, g, b) * (1 - f)
         r, g, b = _clamp01(r * f + gr), _clamp01(g * f + gr), _clamp01(b * f + gr)
     else:
-        r, g, b = _hue(r, g, b, tl.load(fh + bi))
+        r, g, b = _hue(r, g, b, tl.where(on, tl.load(fh + bi), 0.0))
     return r, g, b
 
 
 @triton.jit
-def _pixel_op(CODE: tl.constexpr, r, g, b, bi, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr,
+def _pixel_op(CODE: tl.constexpr, r, g, b, bi, jon, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, son,
               m0, m1, m2, is0, is1, is2, valid, part, tile, NT, n_pix,
               ORDER_PER_SAMPLE: tl.constexpr, STATS: tl.constexpr, NTP: tl.constexpr):
     if CODE == 1:  # colour jitter
@@ -90,16 +91,17 @@ def _pixel_op(CODE: tl.constexpr, r, g, b, bi, fb, fc, fs, fh, order, o0, o1, o2
             o1 = tl.load(order + bi * 4 + 1)
             o2 = tl.load(order + bi * 4 + 2)
             o3 = tl.load(order + bi * 4 + 3)
-        r, g, b = _jitter_step(o0, r, g, b, bi, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
-        r, g, b = _jitter_step(o1, r, g, b, bi, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
-        r, g, b = _jitter_step(o2, r, g, b, bi, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
-        r, g, b = _jitter_step(o3, r, g, b, bi, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
+        on = tl.load(jon + bi) != 0
+        r, g, b = _jitter_step(o0, r, g, b, bi, on, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
+        r, g, b = _jitter_step(o1, r, g, b, bi, on, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
+        r, g, b = _jitter_step(o2, r, g, b, bi, on, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
+        r, g, b = _jitter_step(o3, r, g, b, bi, on, fb, fc, fs, fh, valid, part, tile, NT, n_pix, STATS, NTP)
     elif CODE == 2:  # grayscale where the sample's gate is on
         on = tl.load(gray + bi) != 0
         gr = _gray(r, g, b)
         r, g, b = tl.where(on, gr, r), tl.where(on, gr, g), tl.where(on, gr, b)
-    elif CODE == 3:  # solarize: the threshold is > 1 where the gate is off
-        t = tl.load(thr + bi)
+    elif CODE == 3:  # solarize where the sample's gate is on
+        t = tl.where(tl.load(son + bi) != 0, tl.load(thr + bi), 2.0)  # values lie in [0, 1]: 2 never hits
         r, g, b = tl.where(r >= t, 1.0 - r, r), tl.where(g >= t, 1.0 - g, g), tl.where(b >= t, 1.0 - b, b)
     elif CODE == 4:  # normalize
         r, g, b = (r - m0) * is0, (g - m1) * is1, (b - m2) * is2
@@ -115,13 +117,25 @@ def _bilinear(p, i00, i01, i10, i11, w00, w01, w10, w11, valid):
 
 
 @triton.jit
+def _tap(i: tl.constexpr, K: tl.constexpr, sig, on):
+    """Tap i of the sample's normalised Gaussian (sigma `sig`); the identity kernel if not `on`."""
+    norm = sig * 0.0
+    for j in tl.static_range(K):
+        norm += tl.exp(-((j - K // 2) * (j - K // 2)) / (2.0 * sig * sig))
+    w = tl.where(on, tl.exp(-((i - K // 2) * (i - K // 2)) / (2.0 * sig * sig)) / norm, 0.0)
+    if i == K // 2:
+        w = tl.where(on, w, 1.0)
+    return w
+
+
+@triton.jit
 def _reflect(i, n):
     i = tl.where(i < 0, -i, i)
     return tl.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 @triton.jit(do_not_specialize=["o0", "o1", "o2", "o3"])
-def _view_kernel(src, dst, part, box, flip, fb, fc, fs, fh, order, gray, thr, mask, bw,
+def _view_kernel(src, dst, part, box, flip, jon, fb, fc, fs, fh, order, gray, thr, son, mask, sig, bon,
                  o0, o1, o2, o3, m0, m1, m2, is0, is1, is2, fill, src_scale,
                  H, W, OH, OW, NT, GH, GW, PATCH,
                  SRC: tl.constexpr, K: tl.constexpr, OP0: tl.constexpr, OP1: tl.constexpr,
@@ -160,22 +174,24 @@ def _view_kernel(src, dst, part, box, flip, fb, fc, fs, fh, order, gray, thr, ma
         b = _bilinear(base + 2 * H * W, i00, i01, i10, i11, w00, w01, w10, w11, valid) * src_scale
     else:  # the vertical half of the separable blur, reading the horizontal pass's buffer
         base = src + bi * 3 * n_pix
+        s = tl.load(sig + bi)
+        on = tl.load(bon + bi) != 0
         r = tl.zeros([BLOCK], tl.float32)
         g = tl.zeros([BLOCK], tl.float32)
         b = tl.zeros([BLOCK], tl.float32)
         for i in tl.static_range(K):
-            w = tl.load(bw + bi * K + i)
+            w = _tap(i, K, s, on)
             o = _reflect(oy + (i - K // 2), OH) * OW + ox
             r += w * tl.load(base + o, mask=valid, other=0.0)
             g += w * tl.load(base + n_pix + o, mask=valid, other=0.0)
             b += w * tl.load(base + 2 * n_pix + o, mask=valid, other=0.0)
-    r, g, b = _pixel_op(OP0, r, g, b, bi, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, m0, m1, m2,
+    r, g, b = _pixel_op(OP0, r, g, b, bi, jon, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, son, m0, m1, m2,
                         is0, is1, is2, valid, part, tile, NT, n_pix, ORDER_PER_SAMPLE, STATS, NTP)
-    r, g, b = _pixel_op(OP1, r, g, b, bi, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, m0, m1, m2,
+    r, g, b = _pixel_op(OP1, r, g, b, bi, jon, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, son, m0, m1, m2,
                         is0, is1, is2, valid, part, tile, NT, n_pix, ORDER_PER_SAMPLE, STATS, NTP)
-    r, g, b = _pixel_op(OP2, r, g, b, bi, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, m0, m1, m2,
+    r, g, b = _pixel_op(OP2, r, g, b, bi, jon, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, son, m0, m1, m2,
                         is0, is1, is2, valid, part, tile, NT, n_pix, ORDER_PER_SAMPLE, STATS, NTP)
-    r, g, b = _pixel_op(OP3, r, g, b, bi, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, m0, m1, m2,
+    r, g, b = _pixel_op(OP3, r, g, b, bi, jon, fb, fc, fs, fh, order, o0, o1, o2, o3, gray, thr, son, m0, m1, m2,
                         is0, is1, is2, valid, part, tile, NT, n_pix, ORDER_PER_SAMPLE, STATS, NTP)
     if not STATS:
         if MASK:  # patch mask (pixel mode); a ragged border outside the patch grid is never masked
@@ -191,7 +207,7 @@ def _view_kernel(src, dst, part, box, flip, fb, fc, fs, fh, order, gray, thr, ma
 
 
 @triton.jit
-def _blur_h_kernel(src, dst, bw, OH, OW, K: tl.constexpr, BLOCK: tl.constexpr):
+def _blur_h_kernel(src, dst, sig, bon, OH, OW, K: tl.constexpr, BLOCK: tl.constexpr):
     """The horizontal half of the separable blur (reflect padding), float32 -> float32."""
     bi = tl.program_id(0).to(tl.int64)
     n_pix = OH * OW
@@ -201,42 +217,51 @@ def _blur_h_kernel(src, dst, bw, OH, OW, K: tl.constexpr, BLOCK: tl.constexpr):
     ox = offs % OW
     base = src + bi * 3 * n_pix
     out = dst + bi * 3 * n_pix + offs
+    s = tl.load(sig + bi)
+    on = tl.load(bon + bi) != 0
     for c in tl.static_range(3):
         acc = tl.zeros([BLOCK], tl.float32)
         for i in tl.static_range(K):
             o = oy * OW + _reflect(ox + (i - K // 2), OW)
-            acc += tl.load(bw + bi * K + i) * tl.load(base + c * n_pix + o, mask=valid, other=0.0)
+            acc += _tap(i, K, s, on) * tl.load(base + c * n_pix + o, mask=valid, other=0.0)
         tl.store(out + c * n_pix, acc, mask=valid)
 
 
 def _segments(steps):
-    """Split the per-pixel ops at the blur: (head ops, blur weights or None, tail ops)."""
+    """Split the per-pixel ops at the blur: (head ops, the blur's step or None, tail ops)."""
     names = [op for op, _ in steps]
     if "gaussian_blur" not in names:
         return steps, None, []
     i = names.index("gaussian_blur")
-    return steps[:i], steps[i][1]["weights"], steps[i + 1:]
+    return steps[:i], steps[i][1], steps[i + 1:]
 
 
-def _launch(src, dst, plan, ops, *, src_kind: int, weights, use_mask: bool, part, stats: bool, block: int):
+def _u8(gate: torch.Tensor) -> torch.Tensor:
+    return gate.contiguous().view(torch.uint8)  # a bool tensor as bytes: no copy
+
+
+def _launch(src, dst, plan, ops, *, src_kind: int, blur, use_mask: bool, part, stats: bool, block: int):
     B = src.shape[0]
     OH, OW = plan.size
     nt = triton.cdiv(OH * OW, block)
     d = dict(ops)
     dummy = plan.box
     jit = d.get("color_jitter")
-    fb = fc = fs = fh = order = dummy
+    jon = fb = fc = fs = fh = order = dummy
     o = [0, 0, 0, 0]
     per_sample = False
     if jit is not None:
-        fb, fc, fs, fh = (f.contiguous() for f in jit["factors"])
+        jon = _u8(jit["gate"])
+        fb, fc, fs, fh = (f.float().contiguous() for f in jit["factors"])  # no-ops for float32 (B,)
         per_sample = jit["order"].dim() == 2
         if per_sample:
             order = jit["order"].to(device=src.device, dtype=torch.int32).contiguous()
         else:
             o = [int(i) for i in jit["order"].tolist()]  # a CPU tensor (see fused.sample_params): no sync
-    gray = d["grayscale"]["gate"].contiguous().view(torch.uint8) if "grayscale" in d else dummy
-    thr = d["solarize"]["threshold"].contiguous() if "solarize" in d else dummy
+    gray = _u8(d["grayscale"]["gate"]) if "grayscale" in d else dummy
+    thr, son = ((d["solarize"]["threshold"].float().contiguous(), _u8(d["solarize"]["gate"])) if "solarize" in d
+                else (dummy, dummy))
+    sig, bon = (blur["sigma"].float().contiguous(), _u8(blur["gate"])) if blur is not None else (dummy, dummy)
     mean, std = (d["normalize"]["mean"], d["normalize"]["std"]) if "normalize" in d else ((0.0,) * 3, (1.0,) * 3)
     mask, patch, fill = plan.mask if use_mask and plan.mask is not None else (None, 1, 0.0)
     gh, gw = OH // patch, OW // patch
@@ -245,16 +270,15 @@ def _launch(src, dst, plan, ops, *, src_kind: int, weights, use_mask: bool, part
     H, W = src.shape[-2:]
     _view_kernel[(B, nt)](
         src, dst, part if part is not None else dummy, plan.box, flip if flip is not None else dummy,
-        fb, fc, fs, fh, order, gray, thr, mask.contiguous().view(torch.uint8) if mask is not None else dummy,
-        weights if weights is not None else dummy,
+        jon, fb, fc, fs, fh, order, gray, thr, son, _u8(mask) if mask is not None else dummy, sig, bon,
         *o, *mean, *(1.0 / s for s in std), float(fill), 1 / 255 if src.dtype == torch.uint8 else 1.0,
         H, W, OH, OW, nt, gh, gw, patch,
-        SRC=src_kind, K=weights.shape[1] if weights is not None else 1, OP0=codes[0], OP1=codes[1],
+        SRC=src_kind, K=blur["k"] if blur is not None else 1, OP0=codes[0], OP1=codes[1],
         OP2=codes[2], OP3=codes[3], ORDER_PER_SAMPLE=per_sample, STATS=stats, MASK=mask is not None,
         FLIP=flip is not None, NTP=triton.next_power_of_2(nt) if nt > 1 else 1, BLOCK=block)
 
 
-def _segment(src, dst, plan, ops, *, src_kind: int, weights, use_mask: bool, block: int):
+def _segment(src, dst, plan, ops, *, src_kind: int, blur, use_mask: bool, block: int):
     """One kernel over `ops`, after a stats launch when contrast needs a mean over several tiles."""
     OH, OW = plan.size
     nt = triton.cdiv(OH * OW, block)
@@ -262,9 +286,9 @@ def _segment(src, dst, plan, ops, *, src_kind: int, weights, use_mask: bool, blo
     part = None
     if "color_jitter" in names and nt > 1:
         part = torch.empty(src.shape[0], nt, dtype=torch.float32, device=src.device)
-        _launch(src, dst, plan, ops[:names.index("color_jitter") + 1], src_kind=src_kind, weights=weights,
+        _launch(src, dst, plan, ops[:names.index("color_jitter") + 1], src_kind=src_kind, blur=blur,
                 use_mask=False, part=part, stats=True, block=block)
-    _launch(src, dst, plan, ops, src_kind=src_kind, weights=weights, use_mask=use_mask, part=part, stats=False,
+    _launch(src, dst, plan, ops, src_kind=src_kind, blur=blur, use_mask=use_mask, part=part, stats=False,
             block=block)
 
 
@@ -277,14 +301,14 @@ def run(x: torch.Tensor, plan, dtype: torch.dtype, out: torch.Tensor | None = No
     if out is None:
         out = torch.empty(B, 3, OH, OW, dtype=dtype, device=x.device)
     block = min(MAX_BLOCK, triton.next_power_of_2(OH * OW))
-    head, weights, tail = _segments(plan.steps)
-    if weights is None:
-        _segment(x, out, plan, head, src_kind=0, weights=None, use_mask=True, block=block)
+    head, blur, tail = _segments(plan.steps)
+    if blur is None:
+        _segment(x, out, plan, head, src_kind=0, blur=None, use_mask=True, block=block)
         return out
-    weights = weights.float().contiguous()
     tmp = torch.empty(B, 3, OH, OW, dtype=torch.float32, device=x.device)
-    _segment(x, tmp, plan, head, src_kind=0, weights=None, use_mask=False, block=block)
+    _segment(x, tmp, plan, head, src_kind=0, blur=None, use_mask=False, block=block)
     tmp2 = torch.empty_like(tmp)
-    _blur_h_kernel[(B, triton.cdiv(OH * OW, block))](tmp, tmp2, weights, OH, OW, K=weights.shape[1], BLOCK=block)
-    _segment(tmp2, out, plan, tail, src_kind=1, weights=weights, use_mask=True, block=block)
+    _blur_h_kernel[(B, triton.cdiv(OH * OW, block))](tmp, tmp2, blur["sigma"].float().contiguous(), _u8(blur["gate"]),
+                                                     OH, OW, K=blur["k"], BLOCK=block)
+    _segment(tmp2, out, plan, tail, src_kind=1, blur=blur, use_mask=True, block=block)
     return out
