@@ -28,12 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", nargs="+", default=["eager", "auto"],
                    help="eager and/or torch.compile settings (auto = what runs use on CUDA; default, reduce-overhead, ...)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per case; the last one is timed (default 2)")
-    p.add_argument("--subset", type=int, default=None, help="training images per class (default: all on CUDA, 50 on CPU)")
-    p.add_argument("--width", type=int, default=None, help="ResNet width (default 64 on CUDA, 16 on CPU)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 100 on CPU")
+    p.add_argument("--subset", type=int, default=None, help="training images per class (default: all on CUDA, 10 on CPU)")
+    p.add_argument("--width", type=int, default=None, help="ResNet width (default 64 on CUDA, 8 on CPU)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 50 on CPU")
     p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--linear-epochs", type=int, default=None, help="probe epochs in the evaluation (default 100 on CUDA, 5 on CPU)")
-    p.add_argument("--eval-subset", type=int, default=None, help="test images per class (default: all on CUDA, 50 on CPU)")
+    p.add_argument("--linear-epochs", type=int, default=None, help="probe epochs in the evaluation (default 100 on CUDA, 2 on CPU)")
+    p.add_argument("--eval-subset", type=int, default=None, help="test images per class (default: all on CUDA, 10 on CPU)")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation timing")
     p.add_argument("--device", default=None, help="cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -66,9 +66,9 @@ def _settings(args, cuda: bool) -> dict[str, Any]:
     def pick(value, on_cuda, on_cpu):
         return value if value is not None else (on_cuda if cuda else on_cpu)
 
-    return {"backbone": args.backbone, "width": pick(args.width, 64, 16), "subset": pick(args.subset, None, 50),
-            "batch_size": pick(args.batch_size, 512, 100), "epochs": args.epochs,
-            "linear_epochs": pick(args.linear_epochs, 100, 5), "eval_subset": pick(args.eval_subset, None, 50)}
+    return {"backbone": args.backbone, "width": pick(args.width, 64, 8), "subset": pick(args.subset, None, 10),
+            "batch_size": pick(args.batch_size, 512, 50), "epochs": args.epochs,
+            "linear_epochs": pick(args.linear_epochs, 100, 2), "eval_subset": pick(args.eval_subset, None, 10)}
 
 
 def run_case(method: str, aug: bool, mode: str, settings: dict, data, device, *, evaluate: bool) -> dict[str, Any]:
@@ -171,7 +171,10 @@ def main(args: argparse.Namespace) -> int:
             ev = f"  eval {c['eval_s']:.2f} s" if "eval_s" in c else ""
             print(f"  {what} epoch {c['epoch_s']:.3f} s  ({c['img_s']:.0f} img/s, first epoch {c['first_epoch_s']:.2f} s){ev}")
         else:
-            print(f"  {what} {'skipped: ' + c['skipped'] if 'skipped' in c else 'error: ' + c['error']}")
+            print(f"  {what} {'skipped (see below)' if 'skipped' in c else 'error: ' + c['error']}")
+    reasons = sorted({c["skipped"] for c in report["cases"] if "skipped" in c})
+    for why in reasons:
+        print(f"  skipped: {why}")
     for k, v in report["ratios"].items():
         print(f"  {k} = {v:.2f}x")
     return 0 if not any("error" in c for c in report["cases"]) else 1

@@ -63,6 +63,8 @@ def extract(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, device: tor
     with _bar(len(images), desc, progress, "img") as bar:
         for i in range(0, len(images), batch):
             x = prepare(images[i:i + batch].to(device, non_blocking=True), norm, size)
+            if amp and device.type == "cuda":  # the layout the model was trained in (train.pretrain)
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
                 y = fn(x)
             out.append(tuple(t.float() for t in y) if isinstance(y, tuple) else y.float())

@@ -22,12 +22,16 @@ TINY = dict(cifar_stem=True, width=4, batch_size=20, epochs=2, proj_hidden=32, p
             progress=False, ckpt_every=0, optimizer="sgd", lr=0.05)
 
 
-def _train(tmp_path, device="cpu", subset=4, **kw):
+def _train(tmp_path, device="cpu", subset=4, plain_views=False, **kw):
     cfg = RunConfig(**{**TINY, "device": device, **kw})
     images = load_dataset("cifar10", split="train", subset=subset, seed=0).images  # 10 x subset images
     torch.manual_seed(cfg.seed)
     method = build_method(cfg, build_backbone(cfg))
-    engine = Engine(cfg.policy_obj(), seed=cfg.seed, device=torch.device(device))
+    if plain_views:  # the step alone (the engine's own no-sync test is in test_engine.py)
+        from augbench.bench_train import PlainViews
+        engine = PlainViews(None, (32, 32))
+    else:
+        engine = Engine(cfg.policy_obj(), seed=cfg.seed, device=torch.device(device))
     log = tmp_path / "logs" / f"{cfg.run_id}.csv"
     res = pretrain(cfg, method, images, engine, device=torch.device(device), log_path=log)
     return cfg, res, log
@@ -139,7 +143,7 @@ def test_cuda_epoch_waits_for_the_gpu_a_fixed_number_of_times(tmp_path):
         try:
             with warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")
-                _train(tmp_path / str(subset), device="cuda", subset=subset, epochs=1, compile="off")
+                _train(tmp_path / str(subset), device="cuda", subset=subset, epochs=1, compile="off", plain_views=True)
         finally:
             torch.cuda.set_sync_debug_mode(0)
         return sum("synchroniz" in str(x.message) for x in w)
