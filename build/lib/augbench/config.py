@@ -1,0 +1,221 @@
+"""One run's configuration: a flat, validated dataclass whose hash is the run id.
+
+Flat on purpose: sweep axes override fields by name (``method``, ``policy``, ``seed``, ...).
+The policy is stored as its full spec (not just a name), so two policies that differ in one
+parameter get different run ids.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from augbench.errors import UserError, read_yaml
+
+METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
+BACKBONES = ("resnet18", "resnet50", "vit_tiny", "vit_small")
+OPTIMIZERS = ("sgd", "lars", "adamw")
+BACKENDS = ("fused", "kornia")
+
+# Fields that change how a run executes but not what it computes; left out of the run id.
+EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device"})
+
+
+class ConfigError(UserError):
+    """A bad configuration value; the message names the field."""
+
+
+@dataclass
+class RunConfig:
+    # what is trained
+    method: str = "simclr"
+    policy: Any = "simclr"  # a registered name, or a full policy dict (see augbench.augment.policy)
+    backbone: str = "resnet18"
+    cifar_stem: bool = True
+    width: int = 64  # ResNet base width (64 = standard); ViT embed dim comes from the backbone name
+    patch_size: int = 4  # ViT patch size (4 for 32 px)
+    dataset: str = "cifar10"
+    subset: int | None = None  # images per class for quick runs (class-balanced); None = all
+    image_size: int = 32
+    # heads
+    proj_depth: int = 2  # 0 = no projector, 1..3 linear/MLP layers
+    proj_hidden: int = 2048
+    proj_dim: int = 128
+    pred_hidden: int = 512  # BYOL/SimSiam predictor
+    momentum: bool | None = None  # EMA target encoder; None = the method's default (BYOL on)
+    tau_base: float = 0.99
+    # loss knobs
+    temperature: float = 0.5  # SimCLR NT-Xent
+    vicreg_weights: tuple[float, float, float] = (25.0, 25.0, 1.0)  # invariance, variance, covariance
+    barlow_lambda: float = 0.005
+    # optimisation
+    epochs: int = 100
+    batch_size: int = 512
+    optimizer: str = "sgd"
+    lr: float = 0.06  # base lr at batch 256; scaled linearly by batch_size / 256
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 0
+    views: int = 2
+    backend: str = "fused"
+    amp: bool = True  # bf16 autocast + channels_last on CUDA; ignored on CPU
+    compile: bool = False
+    seed: int = 0
+    # evaluation
+    knn_k: int = 200
+    knn_t: float = 0.1
+    linear_epochs: int = 100
+    linear_lr: float = 0.1
+    finetune_epochs: int = 0  # 0 = skip fine-tuning
+    finetune_lr: float = 0.01
+    eval_subset: int | None = None  # test images per class for evaluation; None = all
+    # execution (not hashed)
+    ckpt_every: int = 1  # epochs between checkpoints (0 = only at the end / on request)
+    progress: bool = True
+    num_threads: int | None = None
+    device: str = "auto"
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a mapping of run settings, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        cfg = cls(**{k: (tuple(v) if k == "vicreg_weights" and isinstance(v, list) else v) for k, v in d.items()})
+        cfg.validate(source=source)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        data = read_yaml(path, "config file", ConfigError)
+        return cls.from_dict(data or {}, source=str(path))
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(expand_policy=False), **changes})
+
+    # ---------------------------------------------------------------- validation
+    def validate(self, *, source: str = "config") -> None:
+        def bad(name: str, msg: str) -> ConfigError:
+            return ConfigError(f"{source}: field '{name}' {msg} (got {getattr(self, name)!r})")
+
+        def check_int(name: str, lo: int, hi: int | None = None, allow_none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad(name, "must be an integer")
+            if v < lo or (hi is not None and v > hi):
+                raise bad(name, f"must be in [{lo}, {hi if hi is not None else 'inf'}]")
+
+        def check_float(name: str, lo: float, hi: float | None = None, open_lo: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise bad(name, "must be a number")
+            if v < lo or (open_lo and v == lo) or (hi is not None and v > hi):
+                raise bad(name, f"must be in {'(' if open_lo else '['}{lo}, {hi if hi is not None else 'inf'}]")
+
+        def check_choice(name: str, choices: tuple[str, ...]) -> None:
+            if getattr(self, name) not in choices:
+                raise bad(name, f"must be one of {list(choices)}")
+
+        def check_bool(name: str, allow_none: bool = False) -> None:
+            v = getattr(self, name)
+            if not (isinstance(v, bool) or (allow_none and v is None)):
+                raise bad(name, "must be true or false")
+
+        check_choice("method", METHODS)
+        check_choice("backbone", BACKBONES)
+        check_choice("optimizer", OPTIMIZERS)
+        check_choice("backend", BACKENDS)
+        if not isinstance(self.dataset, str) or not (
+            self.dataset in ("cifar10", "cifar100") or self.dataset.startswith("imagefolder:")
+        ):
+            raise bad("dataset", "must be 'cifar10', 'cifar100' or 'imagefolder:<path>'")
+        for name in ("cifar_stem", "amp", "compile", "progress"):
+            check_bool(name)
+        check_bool("momentum", allow_none=True)
+        check_int("width", 1)
+        check_int("patch_size", 1)
+        check_int("subset", 1, allow_none=True)
+        check_int("eval_subset", 1, allow_none=True)
+        check_int("image_size", 8)
+        check_int("proj_depth", 0, 3)
+        check_int("proj_hidden", 1)
+        check_int("proj_dim", 1)
+        check_int("pred_hidden", 1)
+        check_float("tau_base", 0.0, 1.0)
+        check_float("temperature", 0.0, None, open_lo=True)
+        check_float("barlow_lambda", 0.0)
+        if not (isinstance(self.vicreg_weights, tuple) and len(self.vicreg_weights) == 3
+                and all(isinstance(w, (int, float)) and w >= 0 for w in self.vicreg_weights)):
+            raise bad("vicreg_weights", "must be three non-negative numbers")
+        check_int("epochs", 1)
+        check_int("batch_size", 2)
+        check_float("lr", 0.0, None, open_lo=True)
+        check_float("weight_decay", 0.0)
+        check_int("warmup_epochs", 0)
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise bad("warmup_epochs", f"must be below epochs ({self.epochs})")
+        check_int("views", 2, 8)
+        check_int("seed", 0)
+        check_int("knn_k", 1)
+        check_float("knn_t", 0.0, None, open_lo=True)
+        check_int("linear_epochs", 0)
+        check_float("linear_lr", 0.0, None, open_lo=True)
+        check_int("finetune_epochs", 0)
+        check_float("finetune_lr", 0.0, None, open_lo=True)
+        check_int("ckpt_every", 0)
+        check_int("num_threads", 1, allow_none=True)
+        if not isinstance(self.device, str):
+            raise bad("device", "must be a string such as 'auto', 'cpu' or 'cuda'")
+        if self.method in ("byol", "simsiam") and self.proj_depth == 0:
+            raise bad("proj_depth", f"must be >= 1 for {self.method} (its predictor needs a projector)")
+        # The policy must resolve; this raises a PolicyError naming the op/field.
+        self.policy_spec()
+
+    # ---------------------------------------------------------------- views
+    def policy_spec(self) -> dict[str, Any]:
+        """The full policy as a dict (named policies expanded), validated."""
+        from augbench.augment.policy import Policy
+
+        return self.policy_obj().to_dict() if not isinstance(self.policy, Policy) else self.policy.to_dict()
+
+    def policy_obj(self):
+        from augbench.augment.policy import Policy
+
+        if isinstance(self.policy, Policy):
+            return self.policy
+        if isinstance(self.policy, str):
+            return Policy.named(self.policy)
+        if isinstance(self.policy, dict):
+            return Policy.from_dict(self.policy)
+        raise ConfigError(f"field 'policy' must be a policy name or mapping (got {type(self.policy).__name__})")
+
+    @property
+    def policy_name(self) -> str:
+        return self.policy_obj().name
+
+    @property
+    def uses_momentum(self) -> bool:
+        return self.method == "byol" if self.momentum is None else bool(self.momentum)
+
+    def to_dict(self, *, expand_policy: bool = True) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["vicreg_weights"] = list(self.vicreg_weights)
+        d["policy"] = self.policy_spec() if expand_policy else (
+            self.policy.to_dict() if hasattr(self.policy, "to_dict") else self.policy)
+        return d
+
+    def hashed_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+
+    @property
+    def run_id(self) -> str:
+        """Hash of everything that determines the result, the full policy spec included."""
+        blob = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,71 @@
+"""What a result row records about where it ran: git commit, versions, device."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the code that ran, with '+dirty' when the tracked tree had changes."""
+    env_commit = os.environ.get("AUGBENCH_GIT_COMMIT")  # set by sweeps for jobs run from a copy
+    if env_commit:
+        return env_commit
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def package_version(name: str) -> str | None:
+    """An installed package's version without importing it; None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(device) -> dict:
+    import torch
+
+    return {
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "kornia": package_version("kornia"),  # optional: the core install has no Kornia
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": device_name(device),
+        "hostname": platform.node(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+def data_root() -> Path:
+    """Where datasets resolve: $AUGBENCH_DATA, else ./data."""
+    return Path(os.environ.get("AUGBENCH_DATA", "data")).expanduser()
+
+
+def results_root() -> Path:
+    """Where result rows go: $AUGBENCH_RESULTS, else ./results (tests point it at a tmp dir)."""
+    return Path(os.environ.get("AUGBENCH_RESULTS", "results")).expanduser()

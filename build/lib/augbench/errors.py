@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints the message (which names the field or file) and exits 2."""
+
+
+class UserError(ValueError):
+    """Bad input from the user: a config field, a policy, a file, a dataset path."""
+
+
+def read_yaml(path, what: str, error: type[UserError] = UserError):
+    """yaml.safe_load of a file the user names; a missing file or bad YAML raises `error` naming
+    the path and `what` it should have been (e.g. "policy file")."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise error(f"{path}: no such {what}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not a valid YAML {what}: {e}") from None

@@ -1,0 +1,296 @@
+"""One config -> one result row: validate, pretrain (resuming from a checkpoint), evaluate, write.
+
+Also the `augbench train` command: a flag for every RunConfig field, ``--config FILE.yaml``
+(flags win over the file), ``--results DIR``, ``--ckpt-dir DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import signal
+import traceback
+import typing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from augbench import checkpoint, distributed
+from augbench.config import ConfigError, RunConfig
+from augbench.errors import UserError, read_yaml
+from augbench.results import read_row, runs_dir, write_row
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def resolve_device(cfg: RunConfig) -> torch.device:
+    if cfg.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError:
+        raise ConfigError(f"field 'device' must be 'auto', 'cpu' or 'cuda[:N]' (got {cfg.device!r})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"field 'device' is {cfg.device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"field 'device' must be 'auto', 'cpu' or 'cuda[:N]' (got {cfg.device!r})")
+    return device
+
+
+def parallelism() -> int:
+    """How many runs share this device: $AUGBENCH_PARALLEL, set by `sweep run --parallel N` (else 1)."""
+    try:
+        return max(1, int(os.environ.get("AUGBENCH_PARALLEL") or 1))
+    except ValueError:
+        return 1
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _check_policy_fits(cfg: RunConfig, policy) -> None:
+    """Checks that need the policy and the backbone together."""
+    if policy.has("patch_mask") and cfg.backbone.startswith("vit"):
+        ps = policy.params("patch_mask")["patch_size"]
+        if ps != cfg.patch_size:
+            raise ConfigError(f"field 'policy': patch_mask.patch_size {ps} must equal the ViT's "
+                              f"patch_size {cfg.patch_size} when masking tokens")
+    size = policy.output_size
+    if size is not None and tuple(size) != (cfg.image_size, cfg.image_size):
+        raise ConfigError(f"field 'image_size' ({cfg.image_size}) differs from the policy's output size {list(size)}")
+
+
+def _features(cfg, method, train, test, device, norm, size, projector: bool = True):
+    """(train, test) backbone features and, when the method has a projector, projector outputs."""
+    from augbench.evaluate import extract
+
+    amp = cfg.amp and device.type == "cuda"
+    method.eval()
+    bb = method.backbone
+    out = {"backbone": (extract(bb, train.images, device, norm, size, amp=amp),
+                        extract(bb, test.images, device, norm, size, amp=amp))}
+    proj = getattr(method, "projector", None)
+    if projector and isinstance(proj, torch.nn.Module) and any(True for _ in proj.parameters()):
+        # projector(backbone(x)); recomputing the backbone keeps memory flat on the full dataset
+        fn = lambda x: proj(bb(x))  # noqa: E731
+        out["projector"] = (extract(fn, train.images, device, norm, size, amp=amp),
+                            extract(fn, test.images, device, norm, size, amp=amp))
+    return out
+
+
+def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: str | Path | None = None,
+               sweep: str | None = None, *, stop_at_step: int | None = None) -> dict[str, Any]:
+    """Pretrain + evaluate `cfg` and write its row to `results_dir` (default results/runs).
+
+    Resumes from `ckpt_dir` (default <results>/checkpoints/<run_id>/) when a checkpoint is there.
+    Returns the row; a NaN loss gives a `failed` row. Bad input raises a UserError before any
+    training. On a requested checkpoint (preemption) the row stays `running` and
+    checkpoint.Preempted propagates. `stop_at_step` is a test hook (see train.pretrain)."""
+    import time
+
+    from augbench.augment import Engine
+    from augbench.data import load_dataset
+    from augbench.env import environment
+    from augbench.evaluate import finetune, knn_top1, linear_probe, normalization
+    from augbench.methods import build_method
+    from augbench.models import build_backbone
+    from augbench.train import NonFiniteLoss, mask_mode, pretrain, weights_sha256
+
+    # ---- validate everything before any work
+    cfg.validate()
+    run_id = cfg.run_id
+    policy = cfg.policy_obj()
+    _check_policy_fits(cfg, policy)
+    device = resolve_device(cfg)
+    runs = runs_dir(results_dir)
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else runs.parent / "checkpoints" / run_id
+    log_path = runs.parent / "logs" / f"{run_id}.csv"
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    train = load_dataset(cfg.dataset, split="train", subset=cfg.subset, seed=0)
+    test = load_dataset(cfg.dataset, split="test", subset=cfg.eval_subset, seed=0)
+    world = distributed.world_size()
+    if cfg.batch_size * world > len(train.images):
+        raise ConfigError(f"field 'batch_size' ({cfg.batch_size}) x {world} process(es) exceeds the "
+                          f"{len(train.images)} training images of {cfg.dataset} (subset={cfg.subset})")
+    resume = checkpoint.load(ckpt_dir)
+    if resume is not None and resume.get("run_id") != run_id:
+        raise UserError(f"{checkpoint.checkpoint_path(ckpt_dir)}: checkpoint of run {resume.get('run_id')}, "
+                        f"not of this config ({run_id}); pass another --ckpt-dir")
+
+    rank = distributed.rank()
+    # each rank draws its own augmentations; a non-zero rank re-seeds by the resume step (only
+    # rank 0's engine state is in the checkpoint)
+    resume_step = 0 if resume is None else int(resume["epoch"]) * 1_000_003 + int(resume["step_in_epoch"])
+    engine_seed = cfg.seed + (rank * 7919 + resume_step if rank else 0)
+    engine = Engine(policy, backend=cfg.backend, seed=engine_seed, device=device, mask_mode=mask_mode(cfg, policy))
+    row: dict[str, Any] = {
+        "run_id": run_id, "status": "running", "error": None, "method": cfg.method,
+        "policy": cfg.policy_spec(), "backbone": cfg.backbone, "dataset": cfg.dataset, "epochs": cfg.epochs,
+        "seed": cfg.seed, "sweep": sweep, "config": cfg.to_dict(), "metrics": {}, "timings": {},
+        "env": {**environment(device), "world_size": world, "parallel": parallelism()},
+        "started_at": _now(), "finished_at": None, "history": [],
+    }
+
+    def write(r: dict[str, Any]) -> None:
+        if rank != 0:
+            return
+        old = read_row(run_id, results_dir)
+        if r["status"] == "running" and old is not None and old.get("status") == "done":
+            return  # never clobber a finished result with a progress marker
+        write_row(r, results_dir)
+
+    old = read_row(run_id, results_dir) if resume is not None else None
+    if old is not None and old.get("status") == "running" and old.get("started_at"):
+        row["started_at"] = old["started_at"]  # a resumed run started when its first part did
+    write(row)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)
+    num_classes = len(train.classes)
+    norm, size = normalization(policy), policy.output_size or (cfg.image_size, cfg.image_size)
+    try:
+        backbone = build_backbone(cfg)
+        method = build_method(cfg, backbone).to(device)
+        extra: dict[str, Any] = {}
+        if resume is None:
+            train_f, test_f = _features(cfg, method, train, test, device, norm, size, projector=False)["backbone"]
+            extra["knn_top1_random_init"] = knn_top1(train_f, train.labels, test_f, test.labels,
+                                                     num_classes, cfg.knn_k, cfg.knn_t)
+            del train_f, test_f
+        result = pretrain(cfg, method, train.images, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
+                          resume=resume, extra=extra, stop_at_step=stop_at_step)
+        row["history"] = result.history
+        # the same on every rank under DDP (it keeps the ranks' parameters in sync); exact resumes too
+        row["weights_sha256"] = weights_sha256(method)
+        if rank != 0:
+            return row  # never written: rank 0 evaluates and writes the row
+        t_eval = time.perf_counter()
+        feats = _features(cfg, method, train, test, device, norm, size)
+        m = {"knn_top1_random_init": result.extra["knn_top1_random_init"], "final_loss": result.final_loss}
+        m["knn_top1"] = knn_top1(feats["backbone"][0], train.labels, feats["backbone"][1], test.labels,
+                                 num_classes, cfg.knn_k, cfg.knn_t)
+        if "projector" in feats:
+            m["knn_top1_projector"] = knn_top1(feats["projector"][0], train.labels, feats["projector"][1],
+                                               test.labels, num_classes, cfg.knn_k, cfg.knn_t)
+        if cfg.linear_epochs > 0:
+            m["linear_top1"] = linear_probe(feats["backbone"][0], train.labels, feats["backbone"][1], test.labels,
+                                            num_classes, epochs=cfg.linear_epochs, lr=cfg.linear_lr, seed=cfg.seed)
+        del feats
+        if cfg.finetune_epochs > 0:
+            m["finetune_top1"] = finetune(method.backbone, train.images, train.labels, test.images, test.labels,
+                                          num_classes, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+                                          device=device, norm=norm, size=tuple(size), seed=cfg.seed,
+                                          backend=cfg.backend, amp=cfg.amp)
+        row["metrics"] = m
+        row["timings"] = {"train_s": result.train_s, "epoch_s": result.train_s / max(1, len(result.history)),
+                          "aug_fraction": result.aug_fraction, "eval_s": time.perf_counter() - t_eval,
+                          "images": result.steps * cfg.batch_size * world}  # pretraining images, all ranks
+        row["status"] = "done"
+    except checkpoint.Preempted:
+        raise  # the row stays `running`; the requeued job resumes from the checkpoint
+    except NonFiniteLoss as e:
+        row.update(status="failed", error=f"NonFiniteLoss: {e}")
+    except Exception as e:
+        row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
+        row["finished_at"] = _now()
+        write(row)
+        raise
+    row["finished_at"] = _now()
+    write(row)
+    return row
+
+
+# ---------------------------------------------------------------------------- CLI
+_EXTRA_FLAGS = {"config", "results", "ckpt_dir", "sweep"}
+
+
+def _none_or(kind):
+    def parse(s: str):
+        return None if s.lower() in ("none", "null") else kind(s)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.yaml", help="RunConfig fields from a YAML file (flags override it)")
+    p.add_argument("--results", metavar="DIR", help="folder of result rows (default: results/runs)")
+    p.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint folder (default: <results>/../checkpoints/<run_id>)")
+    p.add_argument("--sweep", help="sweep name recorded in the row")
+    hints = typing.get_type_hints(RunConfig)
+    g = p.add_argument_group("run settings (RunConfig fields; default: the file, else the built-in default)")
+    for f in dataclasses.fields(RunConfig):
+        flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
+        args = typing.get_args(hint)
+        help_ = f"default {f.default!r}"
+        if f.name == "policy":
+            g.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
+                           help="a named policy (see `augbench policies`) or a policy YAML file")
+        elif hint is bool or (bool in args):
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=help_)
+        elif f.name == "vicreg_weights":
+            g.add_argument(flag, dest=f.name, type=float, nargs=3, metavar=("INV", "VAR", "COV"),
+                           default=argparse.SUPPRESS, help=help_)
+        else:
+            kind = next((a for a in (int, float, str) if hint is a or a in args), str)
+            g.add_argument(flag, dest=f.name, type=_none_or(kind) if type(None) in args else kind,
+                           default=argparse.SUPPRESS, help=help_)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+
+    from augbench.augment.policy import Policy
+
+    d: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        d = read_yaml(path, "config file", ConfigError) or {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a mapping of RunConfig fields")
+    for f in dataclasses.fields(RunConfig):
+        if hasattr(args, f.name):
+            d[f.name] = getattr(args, f.name)
+    if isinstance(d.get("vicreg_weights"), list):
+        d["vicreg_weights"] = tuple(d["vicreg_weights"])
+    pol = d.get("policy")
+    if isinstance(pol, str) and pol.endswith((".yaml", ".yml")):
+        d["policy"] = Policy.from_yaml(pol).to_dict()  # the row holds the spec, not a path
+    return RunConfig.from_dict(d, source=str(args.config) if getattr(args, "config", None) else "command line")
+
+
+STOPPED = 3  # exit status of `augbench train` stopped by SIGUSR1 after saving a checkpoint
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    distributed.init_from_env()
+    if hasattr(signal, "SIGUSR1"):  # `sweep run --hard-stop`: save at the next step and stop
+        signal.signal(signal.SIGUSR1, lambda *_: checkpoint.request_checkpoint())
+    try:
+        row = run_config(cfg, results_dir=args.results, ckpt_dir=args.ckpt_dir, sweep=args.sweep)
+    except checkpoint.Preempted as e:
+        print(f"{cfg.run_id} stopped: {e}", flush=True)
+        return STOPPED
+    if distributed.rank() != 0:
+        return 0
+    m, t = row.get("metrics", {}), row.get("timings", {})
+    parts = [f"{k}={m[k]:.2f}" for k in ("knn_top1", "knn_top1_projector", "linear_top1", "finetune_top1",
+                                        "knn_top1_random_init", "final_loss") if k in m]
+    if "train_s" in t:
+        parts.append(f"train_s={t['train_s']:.1f} aug_fraction={t['aug_fraction']:.2f}")
+    print(f"{row['run_id']} {row['status']} {cfg.method}/{cfg.policy_name} " + " ".join(parts)
+          + (f" error={row['error'].splitlines()[0]}" if row.get("error") else ""))
+    return 0 if row["status"] == "done" else 1
