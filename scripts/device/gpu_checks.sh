@@ -63,7 +63,7 @@ ab bench-aug --device cuda --iters 20 --out "$OUT/bench-aug-gpu.json"
 
 echo "== 3. SimCLR, ResNet-18 (CIFAR stem), CIFAR-10 JPEG copy, batch 512, 25 epochs (bar: kNN >= 68 %, epoch <= 2.5 s)"
 train() { ab train --dataset cifar10 --backbone resnet18 --batch-size 512 --epochs 25 --no-progress \
-            --results "$OUT/runs" --ckpt-dir "/tmp/ckpt/$1-$2" --method "$1" --policy "$2"; }
+            --results "$OUT" --ckpt-dir "/tmp/ckpt/$1-$2" --method "$1" --policy "$2"; }
 train simclr simclr
 if [ "$mode" = full ]; then
   echo "== 4. BYOL and VICReg at 25 epochs"
