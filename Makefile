@@ -1,4 +1,5 @@
-# Thin wrappers around the `augbench` CLI. Variables: POLICY, SWEEP, METHOD, SEEDS, EPOCHS, EXECUTOR, OUT.
+# Thin wrappers around the `augbench` CLI. Variables: POLICY, SWEEP, METHOD, SEEDS, EPOCHS, EXECUTOR, OUT,
+# RESULTS (results root), YES=1 (start a long CPU sweep), ROWS (for import-rows).
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
@@ -6,6 +7,7 @@ AUGBENCH := $(BIN)/augbench
 export AUGBENCH_DATA ?= $(abspath ../shared/data)
 
 POLICY   ?= simclr
+RESULTS  ?=
 SWEEP    ?=
 METHOD   ?=
 SEEDS    ?=
@@ -13,7 +15,7 @@ EPOCHS   ?=
 EXECUTOR ?= auto
 OUT      ?= results/figures/preview_$(POLICY).png
 
-.PHONY: setup docs test preview policies bench-aug bench-train train sweep status cancel collect plots tables report slurm-up slurm-down device-prep clean
+.PHONY: setup docs test preview policies bench-aug bench-train train sweep status cancel collect import-rows plots tables report slurm-up slurm-down device-prep clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -54,16 +56,21 @@ train: setup
 # make sweep POLICY=no_crop  |  make sweep SWEEP=crop_matters
 sweep: setup
 	$(AUGBENCH) sweep run $(if $(SWEEP),$(SWEEP),--policy $(POLICY)) --executor $(EXECUTOR) \
-	  $(if $(METHOD),--method $(METHOD)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS))
+	  $(if $(METHOD),--method $(METHOD)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	  $(if $(RESULTS),--results $(RESULTS)) $(if $(YES),--yes)
 
 status: setup
-	$(AUGBENCH) sweep status $(SWEEP)
+	$(AUGBENCH) sweep status $(SWEEP) $(if $(RESULTS),--results $(RESULTS))
 
 cancel: setup
-	$(AUGBENCH) sweep cancel $(SWEEP)
+	$(AUGBENCH) sweep cancel $(SWEEP) $(if $(RESULTS),--results $(RESULTS))
 
 collect: setup
-	$(AUGBENCH) collect
+	$(AUGBENCH) collect $(if $(RESULTS),--results $(RESULTS))
+
+# make import-rows ROWS=../shared/gpu-rows/f1e4a68   (a folder or a .tar of rows made elsewhere)
+import-rows: setup
+	$(AUGBENCH) rows import $(ROWS) $(if $(RESULTS),--results $(RESULTS))
 
 plots: setup
 	$(AUGBENCH) report --only plots

@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
 
     from augbench.data import load_dataset
     from augbench.env import device_name
-    from augbench.results import results_root
+    from augbench.env import results_root
     from augbench.atomic import atomic_write
 
     if args.threads:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from augbench.atomic import atomic_write
+from augbench.store import CorruptFile
 
 CKPT_NAME = "last.pt"
 _requested = threading.Event()
@@ -102,4 +103,10 @@ def load(ckpt_dir: str | Path | None) -> dict[str, Any] | None:
     path = checkpoint_path(ckpt_dir)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, unsafe type: all mean the file cannot be used
+        raise CorruptFile(path, "checkpoint", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or not {"run_id", "epoch", "step_in_epoch", "model"} <= set(state):
+        raise CorruptFile(path, "checkpoint", "not an augbench checkpoint")
+    return state

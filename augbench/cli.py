@@ -1,5 +1,6 @@
 """`augbench` console entry point. Each sub-command lives in the module that does the work,
-which exposes ``add_arguments(parser)`` and ``main(args) -> int``; this file only routes."""
+which exposes ``add_arguments(parser)`` and ``main(args) -> int``; this file only routes, and
+turns every expected failure into one message and a non-zero exit (``--debug``: the traceback)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 
 from augbench.errors import UserError
 
@@ -19,10 +21,23 @@ COMMANDS = {
     "bench-train": ("augbench.bench_train", "time each method's epoch (with/without augmentation, eager/compiled) and the evaluation"),
     "recipes": ("augbench.recipes", "list the training recipes (optimizer, lr, heads, ...) and where each value comes from"),
     "train": ("augbench.run", "pretrain + evaluate one config and write its result row"),
-    "sweep": ("augbench.sweep", "run, inspect or cancel a sweep (SLURM arrays through submitit, or local)"),
+    "sweep": ("augbench.sweeps.cli", "run, inspect or cancel a sweep (SLURM arrays through submitit, or local)"),
     "collect": ("augbench.results_cli", "gather result rows into results/runs.csv"),
+    "rows": ("augbench.rows_import", "import result rows produced elsewhere (a folder or a .tar) into results/runs"),
     "report": ("analysis.report", "figures, tables and results/REPORT.md from the result rows"),
 }
+MAX_DISCARDS = 100  # --discard-corrupt: at most this many files set aside in one command
+
+
+def common_options(leaf: bool = False) -> argparse.ArgumentParser:
+    """--debug and --discard-corrupt for every command; `leaf`: for a command's ACTION parsers too
+    (no default there, so a flag given before the ACTION is kept)."""
+    p = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if leaf else False
+    p.add_argument("--debug", action="store_true", default=default, help="show the traceback of an error")
+    p.add_argument("--discard-corrupt", action="store_true", default=default,
+                   help="move a corrupt row, ledger or checkpoint aside into <results>/corrupt/ and go on")
+    return p
 
 
 def _version() -> str:
@@ -41,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = common_options()
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(_module=module)
         try:
             importlib.import_module(module).add_arguments(p)
@@ -52,21 +68,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if os.environ.get("AUGBENCH_PARALLEL") and hasattr(signal, "SIGUSR1"):
-        # a `sweep run --parallel` worker: a stop request (SIGUSR1) before `augbench train` has set up
-        # its handler is ignored, not fatal; the parent repeats it (see augbench.parallel)
+    worker = bool(os.environ.get("AUGBENCH_PARALLEL")) and hasattr(signal, "SIGUSR1")
+    if worker:
+        # a local sweep worker: a stop request (SIGUSR1) before `augbench train` has set up its
+        # handler is ignored, not fatal; the parent repeats it (see augbench.sweeps.local)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        return _main(argv)
+    finally:
+        if worker:  # ignored again while exiting: Python's shutdown would reset a handler to "terminate"
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "_missing", None):
         print(f"augbench {args.command}: not available ({args._missing})", file=sys.stderr)
         return 2
-    try:
-        return int(importlib.import_module(args._module).main(args) or 0)
-    except UserError as e:
-        print(f"augbench {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    from augbench.store import CorruptFile, discard
+
+    def fail(msg: str) -> None:
+        if args.debug:
+            traceback.print_exc()
+        print(f"augbench {args.command}: error: {msg}", file=sys.stderr)
+
+    for _ in range(MAX_DISCARDS):
+        try:
+            return int(importlib.import_module(args._module).main(args) or 0)
+        except CorruptFile as e:
+            if not args.discard_corrupt:
+                fail(str(e))
+                return 2
+            print(f"augbench: moved corrupt {e.path} to {discard(e.path)}", file=sys.stderr)
+        except UserError as e:
+            fail(str(e))
+            return 2
+        except OSError as e:  # a folder or file the user points at: permissions, disk full, missing
+            fail(f"{e}; check that path (--debug shows where it happened)")
+            return 1
+        except KeyboardInterrupt:
+            print(f"\naugbench {args.command}: interrupted. Checkpoints are kept: run the same command again "
+                  f"to resume where it stopped (`augbench sweep status` lists what is left).", file=sys.stderr)
+            return 130
+    fail(f"more than {MAX_DISCARDS} corrupt files; look at the results folder")
+    return 2
 
 
 if __name__ == "__main__":

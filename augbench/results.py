@@ -1,51 +1,34 @@
-"""Result rows: one JSON file per run, written atomically; collected into a pandas frame."""
+"""Result rows as a pandas frame (`collect`), and the row functions by rows folder (the library API;
+the layout itself is augbench.store's)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 from augbench.atomic import atomic_write
-from augbench.env import results_root
-
-STATUSES = ("done", "failed", "running")
+from augbench.store import ROW_STATUSES as STATUSES, Row, RunStore, atomic_write_json  # noqa: F401
 
 
-def runs_dir(root: str | Path | None = None) -> Path:
-    return Path(root) if root is not None else results_root() / "runs"
+def runs_dir(runs: str | Path | None = None) -> Path:
+    """The rows folder: `runs` itself, else <results root>/runs."""
+    return RunStore.of_runs_dir(runs).runs
 
 
-def row_path(run_id: str, root: str | Path | None = None) -> Path:
-    return runs_dir(root) / f"{run_id}.json"
+def row_path(run_id: str, runs: str | Path | None = None) -> Path:
+    return RunStore.of_runs_dir(runs).row_path(run_id)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """One JSON file, written atomically (see augbench.atomic)."""
-    return atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+def write_row(row: Row, runs: str | Path | None = None) -> Path:
+    return RunStore.of_runs_dir(runs).write_row(row)
 
 
-def write_row(row: dict[str, Any], root: str | Path | None = None) -> Path:
-    if "run_id" not in row or "status" not in row:
-        raise ValueError("a result row needs 'run_id' and 'status'")
-    return atomic_write_json(row_path(row["run_id"], root), row)
+def read_row(run_id: str, runs: str | Path | None = None) -> Row | None:
+    """The row, None if there is none; store.CorruptFile (naming the file) if it cannot be read."""
+    return RunStore.of_runs_dir(runs).read_row(run_id)
 
 
-def read_row(run_id: str, root: str | Path | None = None) -> dict[str, Any] | None:
-    p = row_path(run_id, root)
-    if not p.exists():
-        return None
-    return json.loads(p.read_text())
-
-
-def iter_rows(root: str | Path | None = None) -> Iterable[dict[str, Any]]:
-    d = runs_dir(root)
-    if not d.is_dir():
-        return
-    for p in sorted(d.glob("*.json")):
-        try:
-            yield json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}: not a valid result row: {e}") from None
+def iter_rows(runs: str | Path | None = None) -> Iterable[Row]:
+    yield from RunStore.of_runs_dir(runs).iter_rows()
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,13 +58,13 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def collect(root: str | Path | None = None, csv_path: str | Path | None = None):
-    """All rows as a DataFrame (one line per run); written to results/runs.csv unless csv_path=False."""
+def collect(runs: str | Path | None = None, csv_path: str | Path | None = None):
+    """All rows as a DataFrame (one line per run); written to <root>/runs.csv unless csv_path=False."""
     import pandas as pd
 
-    df = pd.DataFrame([flatten_row(r) for r in iter_rows(root)])
+    df = pd.DataFrame([flatten_row(r) for r in iter_rows(runs)])
     if csv_path is not False:
-        csv_path = Path(csv_path) if csv_path else runs_dir(root).parent / "runs.csv"
+        csv_path = Path(csv_path) if csv_path else runs_dir(runs).parent / "runs.csv"
         if not df.empty:
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(csv_path, df.to_csv(index=False))

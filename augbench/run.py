@@ -10,6 +10,7 @@ import dataclasses
 import os
 import random
 import signal
+import sys
 import traceback
 import typing
 from datetime import datetime, timezone
@@ -22,7 +23,8 @@ import torch
 from augbench import checkpoint, distributed
 from augbench.config import ConfigError, RunConfig
 from augbench.errors import UserError, read_yaml
-from augbench.results import read_row, runs_dir, write_row
+from augbench.locks import RunLock, RunLocked
+from augbench.store import DONE, RUNNING, Row, RunStore
 
 
 def _now() -> str:
@@ -72,13 +74,39 @@ def _check_policy_fits(cfg: RunConfig, policy) -> None:
 
 
 def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: str | Path | None = None,
-               sweep: str | None = None, *, stop_at_step: int | None = None) -> dict[str, Any]:
-    """Pretrain + evaluate `cfg` and write its row to `results_dir` (default results/runs).
+               sweep: str | None = None, *, stop_at_step: int | None = None, force: bool = False) -> dict[str, Any]:
+    """Pretrain + evaluate `cfg` and write its row to the rows folder `results_dir` (default
+    <results root>/runs); its checkpoints, log and lock go beside it (augbench.store).
 
-    Resumes from `ckpt_dir` (default <results>/checkpoints/<run_id>/) when a checkpoint is there.
+    A run whose row is done is kept and its row returned (`force`: trained again from scratch).
+    Resumes from `ckpt_dir` (default <root>/checkpoints/<run_id>/) when a checkpoint is there.
     Returns the row; a NaN loss gives a `failed` row. Bad input raises a UserError before any
-    training. On a requested checkpoint (preemption) the row stays `running` and
-    checkpoint.Preempted propagates. `stop_at_step` is a test hook (see train.pretrain)."""
+    training, as does a run that another live process trains (locks.RunLocked). On a requested
+    checkpoint (preemption) the row stays `running` and checkpoint.Preempted propagates.
+    `stop_at_step` is a test hook (see train.pretrain)."""
+    cfg.validate()
+    store = RunStore.of_runs_dir(results_dir)
+    old = store.read_row(cfg.run_id)
+    if old is not None and old["status"] == DONE and not force:
+        return old
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else store.ckpt_dir(cfg.run_id)
+    store.check_writable(ckpt_dir)
+    if distributed.rank() != 0:  # rank 0 holds the lock for the whole job
+        return _run_config(cfg, store, ckpt_dir, sweep, stop_at_step, force)
+    with RunLock(ckpt_dir, cfg.run_id):
+        return _run_config(cfg, store, ckpt_dir, sweep, stop_at_step, force)
+
+
+def start_row(cfg: RunConfig, sweep: str | None, env: dict[str, Any]) -> Row:
+    """The row as training starts (status running); run_config fills in the rest."""
+    return Row(run_id=cfg.run_id, status=RUNNING, error=None, method=cfg.method, policy=cfg.policy_spec(),
+               backbone=cfg.backbone, dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed, sweep=sweep,
+               config=cfg.to_dict(), metrics={}, timings={}, env=env, started_at=_now(), finished_at=None,
+               history=[])
+
+
+def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | None, stop_at_step: int | None,
+                force: bool) -> dict[str, Any]:
     import time
 
     from augbench.augment import Engine
@@ -97,9 +125,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     _check_policy_fits(cfg, policy)
     check_tensorboard(cfg.tensorboard)
     device = resolve_device(cfg)
-    runs = runs_dir(results_dir)
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else runs.parent / "checkpoints" / run_id
-    log_path = runs.parent / "logs" / f"{run_id}.csv"
+    log_path = store.log_path(run_id)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     train = load_dataset(cfg.dataset, split="train", subset=cfg.subset, seed=0)
@@ -108,7 +134,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     if cfg.batch_size * world > len(train.images):
         raise ConfigError(f"field 'batch_size' ({cfg.batch_size}) x {world} process(es) exceeds the "
                           f"{len(train.images)} training images of {cfg.dataset} (subset={cfg.subset})")
-    resume = checkpoint.load(ckpt_dir)
+    resume = None if force else checkpoint.load(ckpt_dir)
     if resume is not None and resume.get("run_id") != run_id:
         raise UserError(f"{checkpoint.checkpoint_path(ckpt_dir)}: checkpoint of run {resume.get('run_id')}, "
                         f"not of this config ({run_id}); pass another --ckpt-dir")
@@ -119,23 +145,13 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
     resume_step = 0 if resume is None else int(resume["epoch"]) * 1_000_003 + int(resume["step_in_epoch"])
     engine_seed = cfg.seed + (rank * 7919 + resume_step if rank else 0)
     engine = Engine(policy, backend=cfg.backend, seed=engine_seed, device=device, mask_mode=mask_mode(cfg, policy))
-    row: dict[str, Any] = {
-        "run_id": run_id, "status": "running", "error": None, "method": cfg.method,
-        "policy": cfg.policy_spec(), "backbone": cfg.backbone, "dataset": cfg.dataset, "epochs": cfg.epochs,
-        "seed": cfg.seed, "sweep": sweep, "config": cfg.to_dict(), "metrics": {}, "timings": {},
-        "env": {**environment(device), "world_size": world, "parallel": parallelism()},
-        "started_at": _now(), "finished_at": None, "history": [],
-    }
+    row = start_row(cfg, sweep, {**environment(device), "world_size": world, "parallel": parallelism()})
 
-    def write(r: dict[str, Any]) -> None:
-        if rank != 0:
-            return
-        old = read_row(run_id, results_dir)
-        if r["status"] == "running" and old is not None and old.get("status") == "done":
-            return  # never clobber a finished result with a progress marker
-        write_row(r, results_dir)
+    def write(r: Row) -> None:
+        if rank == 0:  # the lock holder: no other process writes this row meanwhile
+            store.write_row(r)
 
-    old = read_row(run_id, results_dir) if resume is not None else None
+    old = store.read_row(run_id) if resume is not None else None
     if old is not None and old.get("status") == "running" and old.get("started_at"):
         row["started_at"] = old["started_at"]  # a resumed run started when its first part did
     write(row)
@@ -150,7 +166,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
         eval_kw = dict(norm=norm, size=size, progress=cfg.progress and rank == 0)
         if resume is None:  # cached per (backbone, data, seed, eval settings) under <results>/cache
             extra["knn_top1_random_init"] = random_init_knn(cfg, method, train, test, device,
-                                                            cache_dir=runs.parent / "cache", **eval_kw)
+                                                            cache_dir=store.cache, **eval_kw)
         result = pretrain(cfg, method, train.images, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
                           resume=resume, extra=extra, stop_at_step=stop_at_step)
         row["history"] = result.history
@@ -181,7 +197,7 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
 
 
 # ---------------------------------------------------------------------------- CLI
-_EXTRA_FLAGS = {"config", "results", "ckpt_dir", "sweep"}
+_EXTRA_FLAGS = {"config", "results", "ckpt_dir", "sweep", "force"}
 
 
 def _none_or(kind):
@@ -194,9 +210,11 @@ def _none_or(kind):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.yaml", help="RunConfig fields from a YAML file (flags override it)")
-    p.add_argument("--results", metavar="DIR", help="folder of result rows (default: results/runs)")
-    p.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint folder (default: <results>/../checkpoints/<run_id>)")
+    p.add_argument("--results", metavar="ROOT", help="results root: the row goes to ROOT/runs/ "
+                   "(default: $AUGBENCH_RESULTS or ./results)")
+    p.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint folder (default: ROOT/checkpoints/<run_id>)")
     p.add_argument("--sweep", help="sweep name recorded in the row")
+    p.add_argument("--force", action="store_true", help="train again, from scratch, a run whose row is done")
     hints = typing.get_type_hints(RunConfig)
     g = p.add_argument_group("run settings (RunConfig fields; default: the file, else the built-in default)")
     for f in dataclasses.fields(RunConfig):
@@ -240,18 +258,27 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 STOPPED = 3  # exit status of `augbench train` stopped by SIGUSR1 after saving a checkpoint
+BUSY = 4  # exit status when another live process trains the run (its lock is held)
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     distributed.init_from_env()
+    store = RunStore.at(args.results)
     if hasattr(signal, "SIGUSR1"):  # `sweep run --hard-stop`: save at the next step and stop
         signal.signal(signal.SIGUSR1, lambda *_: checkpoint.request_checkpoint())
+    old = store.read_row(cfg.run_id)
+    if old is not None and old["status"] == DONE and not args.force:
+        print(f"{cfg.run_id} is already done ({store.row_path(cfg.run_id)}): kept; --force trains it again")
+        return 0
     try:
-        row = run_config(cfg, results_dir=args.results, ckpt_dir=args.ckpt_dir, sweep=args.sweep)
+        row = run_config(cfg, results_dir=store.runs, ckpt_dir=args.ckpt_dir, sweep=args.sweep, force=args.force)
     except checkpoint.Preempted as e:
         print(f"{cfg.run_id} stopped: {e}", flush=True)
         return STOPPED
+    except RunLocked as e:
+        print(f"augbench train: {e}", file=sys.stderr, flush=True)
+        return BUSY
     if distributed.rank() != 0:
         return 0
     m, t = row.get("metrics", {}), row.get("timings", {})
@@ -261,4 +288,4 @@ def main(args: argparse.Namespace) -> int:
         parts.append(f"train_s={t['train_s']:.1f} aug_fraction={t['aug_fraction']:.2f}")
     print(f"{row['run_id']} {row['status']} {cfg.method}/{cfg.policy_name} " + " ".join(parts)
           + (f" error={row['error'].splitlines()[0]}" if row.get("error") else ""))
-    return 0 if row["status"] == "done" else 1
+    return 0 if row["status"] == DONE else 1

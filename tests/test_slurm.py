@@ -15,8 +15,8 @@ from augbench.env import REPO_ROOT, git_commit
 from augbench.results import read_row
 from augbench.checkpoint import HOLD_ENV
 from augbench.run import run_config
-from augbench.slurm_task import latest_jobs, read_ledger, sacct_last_state, squeue_ids
-from augbench.sweep import expand, load_sweep
+from augbench.sweeps.ledger import latest_jobs, read_ledger, sacct_last_state, squeue_ids
+from augbench.sweeps import expand, load_sweep
 
 pytestmark = pytest.mark.slurm
 START = REPO_ROOT.parent / "shared" / "slurm" / "start-local-slurm.sh"
@@ -167,3 +167,15 @@ def test_bad_sweep_is_refused_before_anything_is_submitted(slurm, tmp_path, caps
     assert not root.exists()  # no ledger, no submitit folder, no rows
     queued = subprocess.run(["squeue", "-h", "-n", "augbench-badsweep"], capture_output=True, text=True, timeout=30)
     assert queued.returncode == 0 and queued.stdout.strip() == ""
+
+
+def test_no_gpu_gres_is_one_message_with_the_fix(slurm, tmp_path, capsys):
+    path = sweep_file(tmp_path, "needsgpu", policy=["full"], seed=[0])
+    d = yaml.safe_load(path.read_text())
+    d["slurm"]["gpus_per_node"] = 1  # this cluster has no GPU gres
+    path.write_text(yaml.safe_dump(d))
+    root = tmp_path / "res"
+    assert cli(["sweep", "run", str(path), "--executor", "slurm", "--results", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "sbatch refused sweep needsgpu" in err and "slurm.gpus_per_node: 0" in err and "Traceback" not in err
+    assert read_ledger(root / "sweeps" / "needsgpu")["submissions"] == []  # nothing recorded as submitted

@@ -5,8 +5,8 @@ import yaml
 
 from augbench.env import REPO_ROOT
 from augbench.results import read_row
-from augbench.slurm_task import submit
-from augbench.sweep import expand, load_sweep
+from augbench.sweeps.slurm import submit
+from augbench.sweeps import expand, load_sweep
 from augbench.train import lr_at, peak_lr
 from test_slurm import rows, slurm  # noqa: F401  (the session fixture that starts the cluster)
 

@@ -5,13 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from augbench.cli import main as cli
 from augbench.config import RunConfig
 from augbench.errors import UserError
 from augbench.results import collect, read_row, write_row
-from augbench.sweep import expand, load_sweep, make_plan, policy_sweep, sweep_from_dict
+from augbench.sweeps import expand, load_sweep, make_plan, policy_sweep, sweep_from_dict
 
 
 def write_sweep(tmp_path: Path, d: dict, name: str = "s.yaml") -> Path:
@@ -138,7 +139,14 @@ def test_plan_skips_done_reruns_lost_and_retries_failed_on_request(tmp_path):
     plan = make_plan(sweep, cfgs, tmp_path, active={})
     assert plan.counts() == {"done": 1, "failed": 1, "running": 0, "lost": 1, "pending": 1}
     assert [c.run_id for c in plan.todo] == [cfgs[2].run_id, cfgs[3].run_id]
-    assert plan.gpu_hours == pytest.approx(2 * 2 * 90 / 3600)
+    if torch.cuda.is_available():  # the file's estimate is GPU-seconds per epoch
+        assert plan.estimate_basis == "GPU" and plan.estimate_s == pytest.approx(2 * 2 * 90)
+    else:  # the runs would train on this CPU: measured (a few real steps), cached under <root>/cache
+        assert plan.estimate_basis == "this CPU" and plan.estimate_s > 0
+        assert "on this CPU" in plan.summary() and (tmp_path / "cache" / "calibration.json").exists()
+    on_cpu = sweep_from_dict({**SMALL, "base": {**SMALL["base"], "device": "cpu"}, "estimate": {"resnet18": 90.0}})
+    cpu_plan = make_plan(on_cpu, expand(on_cpu), tmp_path, active={})  # device cpu: the estimate is for it
+    assert cpu_plan.estimate_basis == "this CPU" and cpu_plan.estimate_s == pytest.approx(2 * 2 * 90)  # same run ids: 2 to run
     retry = make_plan(sweep, cfgs, tmp_path, retry_failed=True, active={cfgs[3].run_id: "123_3"})
     assert [c.run_id for c in retry.todo] == [cfgs[1].run_id, cfgs[2].run_id]  # the live one is not resubmitted
     assert retry.state[cfgs[3].run_id] == "running"

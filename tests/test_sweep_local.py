@@ -6,8 +6,9 @@ import pytest
 from augbench.cli import main as cli
 from augbench.env import git_commit
 from augbench.results import read_row
-from augbench.slurm_task import SweepTask, seconds_per_epoch
-from augbench.sweep import apply_overrides, expand, load_sweep
+from augbench.store import RunStore
+from augbench.sweeps import Estimator, apply_overrides, expand, load_sweep
+from augbench.sweeps.slurm import SweepTask
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def test_budget_too_small_starts_nothing(tmp_path, capsys):
     # the plan's estimate (smoke.yaml: 2 s/epoch x 2 epochs) exceeds a 1 s budget: nothing starts
     assert cli(["sweep", "run", "smoke", "--local", "--seeds", "0", "--budget-s", "1", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "budget: stopping" in out and "ran 0 of 2" in out
-    assert not (tmp_path / "runs").exists()
+    assert "budget: 2 run(s) left pending" in out and "0 done, 0 failed, 0 stopped, 2 skipped" in out
+    assert not list((tmp_path / "runs").glob("*.json"))
 
 
 def test_local_sweep_writes_one_done_row_per_run(smoke_root):
@@ -60,12 +61,12 @@ def test_budget_estimate_comes_from_previous_rows(smoke_root, capsys):
     sweep, cfgs = smoke_configs()
     rows = [read_row(c.run_id, smoke_root / "runs") for c in cfgs]
     want = sum((r["timings"]["train_s"] + r["timings"]["eval_s"]) / r["epochs"] for r in rows) / len(rows)
-    assert seconds_per_epoch(cfgs[0], smoke_root / "runs", sweep) == pytest.approx(want)
+    assert Estimator(sweep, RunStore(smoke_root)).per_epoch(cfgs[0])[0] == pytest.approx(want)
     # seed 1 is new: its measured estimate (not the plan's) is over half the budget, so it does not start
     budget = f"{want * cfgs[0].epochs / 2:.6f}"
     assert cli(["sweep", "run", "smoke", "--local", "--seeds", "0,1", "--budget-s", budget,
                 "--results", str(smoke_root)]) == 0
-    assert "ran 0 of 2" in capsys.readouterr().out
+    assert "0 done, 0 failed, 0 stopped, 2 skipped" in capsys.readouterr().out
     assert cli(["sweep", "status", "smoke", "--results", str(smoke_root)]) == 0
     out = capsys.readouterr().out
     assert "2 done" in out and "2 pending" in out  # the snapshot holds --seeds 0,1

@@ -8,8 +8,8 @@ import yaml
 
 from augbench.cli import main as cli
 from augbench.results import read_row
-from augbench.slurm_task import ckpt_dir, seconds_per_epoch
-from augbench.sweep import SWEEPS_DIR, expand, load_sweep
+from augbench.store import RunStore
+from augbench.sweeps import SWEEPS_DIR, Estimator, expand, load_sweep
 
 
 def write_sweep(tmp_path: Path, name: str, **changes) -> Path:
@@ -102,7 +102,7 @@ def test_hard_stop_checkpoints_running_runs(tmp_path, capsys):
     assert "asking 1 run(s) to checkpoint and stop" in out and "0 done, 0 failed, 1 stopped" in out
     (cfg,) = expand(load_sweep(path))
     assert read_row(cfg.run_id, root / "runs")["status"] == "running"  # resumed by the next session
-    assert (ckpt_dir(root, cfg.run_id) / "last.pt").exists()
+    assert (RunStore(root).ckpt_dir(cfg.run_id) / "last.pt").exists()
     assert run(path, root, "--parallel", "1", "--dry-run") == 0
     assert "1 lost" in capsys.readouterr().out
 
@@ -126,10 +126,10 @@ def test_estimate_comes_from_rows_at_the_same_parallelism(tmp_path):
              "timings": {"train_s": 2 * per_epoch - 0.5, "eval_s": 0.5}, "env": env}
         (runs / f"r{i}.json").write_text(json.dumps(r))
 
-    assert seconds_per_epoch(cfg, runs, sweep, parallel=3) == 6.0  # no rows: the plan's 2 s x 3
+    assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg, 3)[0] == 6.0  # no rows: the plan's 2 s x 3
     row(0, 1.0)  # ran alone (rows from before --parallel have no env.parallel)
-    assert seconds_per_epoch(cfg, runs, sweep) == 1.0
-    assert seconds_per_epoch(cfg, runs, sweep, parallel=2) == 2.0  # alone x 2
+    assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg)[0] == 1.0
+    assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg, 2)[0] == 2.0  # alone x 2
     row(1, 1.5, parallel=2)
-    assert seconds_per_epoch(cfg, runs, sweep, parallel=2) == 1.5  # measured at 2 at once
-    assert seconds_per_epoch(cfg, runs, sweep, parallel=1) == 1.0
+    assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg, 2)[0] == 1.5  # measured at 2 at once
+    assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg, 1)[0] == 1.0

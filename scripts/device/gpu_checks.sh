@@ -105,7 +105,7 @@ step "bench-train" "${LIMIT_TRAIN_BENCH:-200}" python3 -m augbench.cli bench-tra
   --methods simclr byol vicreg barlow simsiam --out "$OUT/bench-train-gpu.json"
 step "SimCLR run (${RUN_EPOCHS:-5} epochs)" "${LIMIT_RUN:-80}" python3 -m augbench.cli train --dataset cifar10 \
   --backbone resnet18 --batch-size 512 --epochs "${RUN_EPOCHS:-5}" --method simclr --policy simclr --no-progress \
-  --results /tmp/results/runs --ckpt-dir /tmp/ckpt/simclr
+  --results /tmp/results --ckpt-dir /tmp/ckpt/simclr
 [ -d /tmp/results/runs ] && tar -cf "$OUT/runs.tar" -C /tmp/results runs logs 2>/dev/null
 
 # ---- summary (last): each step, then the figures against the bars
