@@ -4,6 +4,8 @@ Empty or partial results never crash and never draw made-up bars: every figure, 
 what it is based on (how many runs) or what is missing."""
 from __future__ import annotations
 
+import argparse
+
 import datetime as _dt
 import os
 from pathlib import Path
@@ -16,8 +18,11 @@ NEAR_RANDOM = 8.0  # points above the random-init kNN that issue 10 asks every a
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--runs", help="folder of result rows (default: $AUGBENCH_RESULTS/runs, i.e. results/runs)")
-    p.add_argument("--out", help="output folder for figures/, tables/ and REPORT.md (default: the parent of --runs)")
+    p.add_argument("--results", metavar="ROOT", default=None,
+                   help="results root: reads ROOT/runs, writes ROOT/{figures,tables,REPORT.md} "
+                        "(default: $AUGBENCH_RESULTS or ./results)")
+    p.add_argument("--runs", default=None, help=argparse.SUPPRESS)  # a rows folder outside a results root
+    p.add_argument("--out", help="output folder for figures/, tables/ and REPORT.md (default: the results root)")
     p.add_argument("--only", choices=("plots", "tables"), help="write only the figures or only the tables")
     p.add_argument("--metric", default=DEFAULT_METRIC,
                    help=f"accuracy for drops, verdicts and figures (default {DEFAULT_METRIC})")
@@ -164,7 +169,7 @@ def near_random_lines(done, margin: float = NEAR_RANDOM) -> list[str]:
 
 
 def main(args) -> int:
-    from augbench.results import runs_dir
+    from augbench.store import RunStore
 
     from analysis.stats import METRICS
 
@@ -172,9 +177,11 @@ def main(args) -> int:
         raise UserError(f"--metric {args.metric!r}: not an accuracy the rows record; choose one of {list(METRICS)}")
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be in (0, 1) (got {args.alpha})")
-    runs = Path(args.runs) if args.runs else runs_dir()
-    if args.runs and not runs.is_dir():
-        raise UserError(f"--runs {runs}: no such folder of result rows")
+    store = RunStore.of_runs_dir(args.runs) if args.runs else RunStore.at(args.results)
+    runs = store.runs
+    if (args.runs or args.results) and not runs.is_dir():
+        flag = f"--runs {args.runs}" if args.runs else f"--results {args.results}"
+        raise UserError(f"{flag}: no folder of result rows at {runs}")
     out = Path(args.out) if args.out else runs.parent
     res = build(runs, out, args.only, args.metric, args.alpha)
     if res["n_rows"] == 0:

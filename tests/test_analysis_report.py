@@ -70,11 +70,11 @@ def test_drop_table_matches_rows(full_report, tiny_rows_dir):
 
 
 def test_only_tables_and_only_plots(tiny_rows_dir, tmp_path):
-    rc = cli_main(["report", "--runs", str(tiny_rows_dir), "--out", str(tmp_path / "t"), "--only", "tables",
+    rc = cli_main(["report", "--results", str(tiny_rows_dir.parent), "--out", str(tmp_path / "t"), "--only", "tables",
                    ])
     assert rc == 0 and (tmp_path / "t" / "tables" / "summary_knn_top1.tex").exists()
     assert not (tmp_path / "t" / "figures").exists() and not (tmp_path / "t" / "REPORT.md").exists()
-    rc = cli_main(["report", "--runs", str(tiny_rows_dir), "--out", str(tmp_path / "p"), "--only", "plots",
+    rc = cli_main(["report", "--results", str(tiny_rows_dir.parent), "--out", str(tmp_path / "p"), "--only", "plots",
                    ])
     assert rc == 0 and (tmp_path / "p" / "figures" / "drops.png").exists()
     assert not (tmp_path / "p" / "tables").exists()
@@ -82,7 +82,7 @@ def test_only_tables_and_only_plots(tiny_rows_dir, tmp_path):
 
 def test_empty_dir(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
-    rc = cli_main(["report", "--runs", str(tmp_path / "runs")])
+    rc = cli_main(["report", "--results", str(tmp_path)])
     assert rc == 0 and "no result rows" in capsys.readouterr().out
     text = (tmp_path / "REPORT.md").read_text()
     assert "No result rows found" in text and "not testable" in text
@@ -90,7 +90,7 @@ def test_empty_dir(tmp_path, capsys):
 
 
 def test_bad_runs_folder_is_a_user_error(tmp_path, capsys):
-    assert cli_main(["report", "--runs", str(tmp_path / "nope")]) == 2
+    assert cli_main(["report", "--results", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
 
 
@@ -129,10 +129,10 @@ def test_hole_in_grid_is_listed(tiny_rows_dir, tmp_path):
 def test_bad_options_and_corrupt_row_are_user_errors(tmp_path, capsys):
     runs = tmp_path / "runs"
     runs.mkdir()
-    assert cli_main(["report", "--runs", str(runs), "--metric", "accuracy"]) == 2
+    assert cli_main(["report", "--results", str(tmp_path), "--metric", "accuracy"]) == 2
     assert "--metric" in capsys.readouterr().err
     (runs / "broken.json").write_text("{not json")
-    assert cli_main(["report", "--runs", str(runs)]) == 2
+    assert cli_main(["report", "--results", str(tmp_path)]) == 2
     assert "broken.json" in capsys.readouterr().err
 
 

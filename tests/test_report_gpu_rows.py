@@ -19,7 +19,7 @@ TYPE3 = re.compile(rb"/Subtype\s*/Type3\b")
 def gpu_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     shutil.copytree(ROWS, root / "runs", ignore=shutil.ignore_patterns("*.md"))
-    rc = cli_main(["report", "--runs", str(root / "runs")])
+    rc = cli_main(["report", "--results", str(root)])
     assert rc == 0
     return root
 
