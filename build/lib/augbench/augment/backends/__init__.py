@@ -1,1 +1,0 @@
-"""Augmentation backends: `fused` (the fast path), `kornia` (the reference), `albu` (per image, CPU)."""
