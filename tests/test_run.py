@@ -65,7 +65,7 @@ def test_row_schema_and_files(tiny_run):
     assert log[0] == "epoch,loss,lr,epoch_s,aug_s,model_s,img_s,z_std" and len(log) == 13
     # z_std (the collapse signal) per epoch: positive, at most 1/sqrt(proj_dim) for unit-norm embeddings
     z_std = [float(line.split(",")[-1]) for line in log[1:]]
-    assert all(0.0 < z <= cfg.proj_dim ** -0.5 + 1e-6 for z in z_std), z_std
+    assert all(0.0 < z <= 1.05 * cfg.proj_dim ** -0.5 for z in z_std), z_std  # unbiased std: a bit over
     # the random-init kNN went to the results root's cache, keyed by what it depends on
     (cached,) = (root / "cache" / "random_init_knn").glob("*.json")
     entry = json.loads(cached.read_text())

@@ -60,7 +60,7 @@ def test_log_has_z_std_and_the_methods_loss_parts(tmp_path):
         w = cfg.vicreg_weights  # the epoch means of the parts add up to the mean loss
         total = w[0] * h["invariance"] + w[1] * h["variance"] + w[2] * h["covariance"]
         assert total == pytest.approx(h["loss"], rel=1e-6)  # fp32 parts
-        assert 0.0 < h["z_std"] <= cfg.proj_dim ** -0.5 + 1e-6
+        assert 0.0 < h["z_std"] <= 1.05 * cfg.proj_dim ** -0.5  # unbiased std: a bit over 1/sqrt(d)
         assert h["aug_s"] > 0 and h["model_s"] > 0 and h["aug_s"] + h["model_s"] <= h["epoch_s"]
     _, byol, _ = _train(tmp_path, method="byol", policy="byol")
     assert 0.99 <= byol.history[0]["tau"] < byol.history[1]["tau"] <= 1.0  # the EMA schedule, per epoch
