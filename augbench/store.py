@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,15 +155,17 @@ class RunStore:
 
     # ---- failures
     def check_writable(self, *extra: Path) -> None:
-        """Every folder a run writes to, created and written to once, before any training."""
+        """Every folder a run writes to can be made and written, checked before any training without
+        creating anything: its nearest existing ancestor must be a writable folder."""
         for d in (self.runs, self.root / "logs", self.root / "checkpoints", *extra):
-            try:
-                d.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=d, prefix=".augbench-write-check-"):
-                    pass
-            except OSError as e:
-                raise NotWritable(f"{d}: cannot write here ({e.strerror or e}); fix its permissions or "
-                                  f"choose another --results root (or --ckpt-dir)") from None
+            p = Path(d).absolute()
+            while not p.exists() and p != p.parent:
+                p = p.parent
+            why = ("a file, not a folder" if not p.is_dir() else
+                   "no write permission" if not os.access(p, os.W_OK | os.X_OK) else None)
+            if why:
+                raise NotWritable(f"{d}: cannot write here ({p} is {why}); fix its permissions or choose "
+                                  f"another --results root (or --ckpt-dir)")
 
 
 def discard(path: str | Path) -> Path:
