@@ -44,7 +44,8 @@ def test_corrupt_row_is_named_and_discard_corrupt_moves_it_aside(tmp_path, capsy
     row.write_text('{"run_id": "x", "status"')  # torn by hand
     smoke_row = root / "runs" / f"{expand(load_sweep('smoke'))[0].run_id}.json"
     smoke_row.write_text("")
-    for argv, bad in ((["train", *TINY], row), (["collect"], row), (["sweep", "status", "smoke"], smoke_row),
+    first = min(row, smoke_row, key=lambda p: p.name)  # collect reads rows in name order: the first corrupt one
+    for argv, bad in ((["train", *TINY], row), (["collect"], first), (["sweep", "status", "smoke"], smoke_row),
                       (["sweep", "run", "smoke", "--local", "--dry-run"], smoke_row)):
         capsys.readouterr()
         assert cli([*argv, "--results", str(root)]) == 2
