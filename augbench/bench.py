@@ -1,7 +1,8 @@
 """`augbench bench-aug`: augmentation throughput (views/s) of each backend on the same batches.
 
-Backends: `fused`, `kornia` (the reference every ratio is taken against, measured in the same
-run), torchvision v2 (only if importable: one parameter set per batch, and a per-sample loop),
+Backends: `fused` (its default path here: Triton on CUDA, numba on the CPU when installed),
+`fused-torch` (the same engine forced to its batched-torch path), `kornia` (the reference every
+ratio is taken against, measured in the same run), torchvision v2 (only if importable: one parameter set per batch, and a per-sample loop),
 and `albumentations` (per image, in N worker processes). Images are real CIFAR-10 training
 images ($AUGBENCH_DATA), resized to 256 px for the 224 px case; random uint8 if the data set is
 absent (recorded as `images` in the JSON).
@@ -26,7 +27,7 @@ CASES = {
     "32px_b256": (32, 32, 256, "simclr-noblur"),
     "224px_b256": (256, 224, 256, "simclr-blur23"),
 }
-BACKENDS = ("fused", "kornia", "torchvision", "torchvision-loop", "albumentations")
+BACKENDS = ("fused", "fused-torch", "kornia", "torchvision", "torchvision-loop", "albumentations")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -165,8 +166,9 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
             res["skipped"][be] = why
             continue
         try:
-            if be in ("fused", "kornia"):
-                eng = engines[be] = Engine(policy, backend=be, seed=0)
+            if be in ("fused", "fused-torch", "kornia"):  # fused-torch: the fused engine forced to its torch path
+                eng = engines[be] = Engine(policy, backend=be.split("-")[0], seed=0,
+                                           impl="torch" if be == "fused-torch" else None)
                 fns[be] = (lambda e: lambda: e(x, views=1))(eng)
             elif be.startswith("torchvision"):
                 tf = _tv_transforms(policy)

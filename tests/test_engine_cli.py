@@ -53,7 +53,7 @@ def test_bench_without_kornia_albumentations_torchvision(tmp_path):
                         "--batch", "8", "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     case = json.loads(out.read_text())["cases"]["32px_b256"]
-    assert set(case["views_per_s"]) == {"fused"} and case["ratio_to_kornia"] == {}
+    assert set(case["views_per_s"]) == {"fused", "fused-torch"} and case["ratio_to_kornia"] == {}
     for be, module in (("kornia", "kornia"), ("albumentations", "albumentations"), ("torchvision", "torchvision"),
                        ("torchvision-loop", "torchvision")):
         assert case["skipped"][be].startswith(f"{module} not importable (ModuleNotFoundError"), case["skipped"]

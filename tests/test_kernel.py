@@ -1,7 +1,9 @@
-"""The Triton kernel (fused backend's CUDA path) equals the torch path for the same parameters:
-per op and for whole policies, 32 px (one program per image) and 96 px (several tiles: the
-contrast mean from a stats launch, blur across tile borders). On a CPU machine the kernel runs
-in Triton's interpreter (TRITON_INTERPRET=1), on small batches; on a GPU, compiled, on CUDA."""
+"""The fused backend's kernels equal its torch path for the same parameters: the Triton kernel
+(the CUDA path) and the numba kernel (the CPU path), per op and for whole policies, 32 px (one
+Triton program per image) and 96 px (several tiles: the contrast mean from a stats launch, blur
+across tile borders). On a CPU machine the Triton kernel runs in Triton's interpreter
+(TRITON_INTERPRET=1), on small batches; on a GPU, compiled, on CUDA. numba runs on the CPU."""
+import importlib
 import os
 
 import pytest
@@ -10,12 +12,34 @@ import torch
 CUDA = torch.cuda.is_available()
 if not CUDA:  # must be set before triton_view is first imported (triton.jit reads it)
     os.environ.setdefault("TRITON_INTERPRET", "1")
-pytest.importorskip("triton")
 
 from augbench.augment import Engine, Policy  # noqa: E402
-from augbench.augment.backends import fused, fused_torch, triton_sample, triton_view  # noqa: E402
+from augbench.augment.backends import fused, fused_torch  # noqa: E402
 
 DEV = torch.device("cuda" if CUDA else "cpu")
+KERNELS = {"triton": ("triton_view", DEV), "numba": ("numba_view", torch.device("cpu"))}  # module, device
+
+
+def _kernel(name: str):
+    """The kernel's module (the test is skipped where its library is not installed)."""
+    pytest.importorskip(name)
+    mod = importlib.import_module(f"augbench.augment.backends.{KERNELS[name][0]}")
+    mod.name, mod.device = name, KERNELS[name][1]
+    return mod
+
+
+@pytest.fixture(params=sorted(KERNELS))
+def kernel(request):
+    return _kernel(request.param)
+
+
+def _triton_sample():
+    pytest.importorskip("triton")
+    from augbench.augment.backends import triton_sample
+
+    return triton_sample
+
+
 # float32 in a different order (bilinear taps vs matmuls, composed colour matrices); normalize
 # divides by std ~0.25, so absolute errors after it are ~4x those before.
 MAX_ABS, REL = 5e-5, 1e-5
@@ -25,25 +49,27 @@ def _policy(*ops, name="t"):
     return Policy.from_dict({"name": name, "ops": [{"op": o, **p} for o, p in ops]})
 
 
-def _images(b, px, seed=0):
+def _images(b, px, seed=0, dev=DEV):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, 256, (b, 3, px, px), dtype=torch.uint8, generator=g).to(DEV)  # random, never 0
+    return torch.randint(1, 256, (b, 3, px, px), dtype=torch.uint8, generator=g).to(dev)  # random, never 0
 
 
-def _both(x, ops, seed=0, jitter_order="batch", dtype=torch.float32, mask_mode="pixel"):
-    """(triton output written over a NaN-poisoned buffer, torch path output) for one draw."""
-    p = fused.sample_params(ops, x.shape, torch.Generator(DEV).manual_seed(seed), DEV, mask_mode=mask_mode,
+def _both(kernel, x, ops, seed=0, jitter_order="batch", dtype=torch.float32, mask_mode="pixel"):
+    """(the kernel's output written over a NaN-poisoned buffer, torch path output) for one draw."""
+    dev = kernel.device
+    x = x.to(dev)
+    p = fused.sample_params(ops, x.shape, torch.Generator(dev).manual_seed(seed), dev, mask_mode=mask_mode,
                             jitter_order=jitter_order, order_gen=torch.Generator().manual_seed(seed))
-    plan = fused.prepare(x.shape, ops, p, DEV, mask_mode)
+    plan = fused.prepare(x.shape, ops, p, dev, mask_mode)
     oh, ow = plan.size
-    out = torch.full((x.shape[0], 3, oh, ow), float("nan"), dtype=dtype, device=DEV)
-    got = triton_view.run(x, plan, dtype, out=out)
+    out = torch.full((x.shape[0], 3, oh, ow), float("nan"), dtype=dtype, device=dev)
+    got = kernel.run(x, plan, dtype, out=out)
     assert got.data_ptr() == out.data_ptr()
     assert not out.isnan().any(), "some output element was never written"
     tf32 = torch.backends.cuda.matmul.allow_tf32  # the reference's matmuls in full fp32, whatever ran before
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, DEV, mask_mode), torch.float32)
+        return out, fused_torch.run(x, fused.prepare(x.shape, ops, p, dev, mask_mode), torch.float32)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
 
@@ -75,32 +101,32 @@ PER_OP = {
 
 
 @pytest.mark.parametrize("case", sorted(PER_OP))
-def test_kernel_equals_torch_path_per_op(case):
+def test_kernel_equals_torch_path_per_op(kernel, case):
     x = _images(4, 32)
-    out, ref = _both(x, _policy(*PER_OP[case]).for_view(0), seed=1)
+    out, ref = _both(kernel, x, _policy(*PER_OP[case]).for_view(0), seed=1)
     _close(out, ref)
 
 
 @pytest.mark.parametrize("name, views", [("full", 1), ("byol", 2), ("mask_instead_of_crop", 1), ("none", 1)])
-def test_kernel_equals_torch_path_whole_policies(name, views):
+def test_kernel_equals_torch_path_whole_policies(kernel, name, views):
     x = _images(4, 32, seed=2)
     pol = Policy.named(name)
     for v in range(views):  # byol: view 0 blurs every image, view 1 solarizes some
-        out, ref = _both(x, pol.for_view(v), seed=v)
+        out, ref = _both(kernel, x, pol.for_view(v), seed=v)
         _close(out, ref)
 
 
-def test_kernel_per_sample_jitter_order_and_float_input():
+def test_kernel_per_sample_jitter_order_and_float_input(kernel):
     pol = Policy.named("simclr").with_params("color_jitter", p=1.0, hue=0.4)
     x = _images(4, 32, seed=3)
-    out, ref = _both(x, pol.for_view(0), jitter_order="sample")
+    out, ref = _both(kernel, x, pol.for_view(0), jitter_order="sample")
     _close(out, ref)
     for xf in (x.float() / 255, x.double() / 255):  # a float source: no 1/255 scale
-        out_f, _ = _both(xf, pol.for_view(0), jitter_order="sample")
+        out_f, _ = _both(kernel, xf, pol.for_view(0), jitter_order="sample")
         _close(out_f, ref)
 
 
-def test_kernel_several_tiles_with_contrast_blur_and_mask():
+def test_kernel_several_tiles_with_contrast_blur_and_mask(kernel):
     """80 px output from a 96 px source: 7 tiles per image, so contrast's mean comes from the
     stats launch and the blur reads across tile borders; the patch grid leaves a ragged border."""
     pol = (Policy.named("full").with_params("random_resized_crop", size=80)
@@ -109,25 +135,25 @@ def test_kernel_several_tiles_with_contrast_blur_and_mask():
            .with_params("patch_mask", ratio=0.4, patch_size=10, fill=0.5))
     x = _images(1, 96, seed=4)
     for order in ((1, 0, 2, 3), (3, 2, 1, 0)):  # contrast first and after every other step
-        out, ref = _both(x, pol.for_view(0), jitter_order=order)
+        out, ref = _both(kernel, x, pol.for_view(0), jitter_order=order)
         _close(out, ref)
 
 
-def test_kernel_64px_order_per_sample_and_half_output():
+def test_kernel_64px_order_per_sample_and_half_output(kernel):
     pol = Policy.named("byol").with_params("random_resized_crop", size=64)
     x = _images(1, 64, seed=5)
-    out, ref = _both(x, pol.for_view(1), jitter_order="sample")
+    out, ref = _both(kernel, x, pol.for_view(1), jitter_order="sample")
     _close(out, ref)
-    half, _ = _both(x, pol.for_view(1), jitter_order="sample", dtype=torch.bfloat16)
+    half, _ = _both(kernel, x, pol.for_view(1), jitter_order="sample", dtype=torch.bfloat16)
     _close(half, ref, max_abs=0.05, rel=5e-3)  # bf16 keeps 8 bits of mantissa
 
 
-def test_engine_uses_the_forced_path(monkeypatch):
-    x = _images(4, 32, seed=6)
-    monkeypatch.setenv("AUGBENCH_FUSED_IMPL", "triton")
+def test_engine_uses_the_forced_path(kernel, monkeypatch):
+    x = _images(4, 32, seed=6, dev=kernel.device)
+    monkeypatch.setenv("AUGBENCH_FUSED_IMPL", kernel.name)
     e = Engine("full", seed=0)
     views = e(x, views=2)
-    assert e.impl == "triton"
+    assert e.impl == kernel.name
     monkeypatch.setenv("AUGBENCH_FUSED_IMPL", "torch")
     e2 = Engine("full", seed=0)
     ref = e2(x, views=2)
@@ -143,7 +169,7 @@ def test_engine_uses_the_forced_path(monkeypatch):
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_auto_picks_triton_on_cuda():
     assert fused.resolve_impl(torch.device("cuda")) == "triton"
-    assert fused.resolve_impl(torch.device("cpu")) == "torch"
+    assert fused.resolve_impl(torch.device("cpu")) == ("numba" if fused.numba_available() else "torch")
 
 
 @pytest.mark.cuda
@@ -155,16 +181,18 @@ def test_cuda_kernel_matches_torch_path_at_bench_sizes(in_px, out_px, batch, blu
     pol = Policy.named("byol").with_params("random_resized_crop", size=out_px).with_params(
         "gaussian_blur", kernel_size=blur)
     x = _images(batch, in_px, seed=7)
+    tv = _kernel("triton")
     for v in range(2):
-        out, ref = _both(x, pol.for_view(v), seed=v, jitter_order="sample")
+        out, ref = _both(tv, x, pol.for_view(v), seed=v, jitter_order="sample")
         _close(out, ref)
-        half, _ = _both(x, pol.for_view(v), seed=v, jitter_order="sample", dtype=torch.bfloat16)
+        half, _ = _both(tv, x, pol.for_view(v), seed=v, jitter_order="sample", dtype=torch.bfloat16)
         _close(half, ref, max_abs=0.05, rel=5e-3)
 
 
 def test_sampler_crop_kernel_equals_torch_maths():
     """The CUDA sampler's crop kernel = fused.crop_from_uniforms (the CPU sampler's maths) on the
     same uniforms, gate included; every box inside the image."""
+    triton_sample = _triton_sample()
     n = 3000
     u = torch.rand(n, 23, generator=torch.Generator().manual_seed(0)).to(DEV)
     for p in ({"scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "p": 0.8}, {"scale": (0.5, 1.0), "ratio": (2.0, 3.0), "p": 1.0}):
@@ -178,6 +206,7 @@ def test_sampler_crop_kernel_equals_torch_maths():
 
 
 def test_sampler_same_format_and_distributions_as_fused_sampler():
+    triton_sample = _triton_sample()
     n = 3000
     ops = Policy.named("full").with_params("patch_mask", ratio=0.5).for_view(0)
     args = dict(order_gen=torch.Generator().manual_seed(1))
@@ -243,6 +272,7 @@ print("compiled", len(variants) + 2)
 
 
 def test_kernels_compile_for_sm90():
+    pytest.importorskip("triton")
     import subprocess
     import sys
 

@@ -17,7 +17,7 @@ from augbench.augment import Engine, Policy
 REPO = Path(__file__).resolve().parents[1]
 # everything outside the core install: importing any of these on the engine's path is a bug
 BLOCKED = ["pandas", "scipy", "seaborn", "matplotlib", "tqdm", "PIL", "kornia", "albumentations", "cv2",
-           "submitit", "torchvision"]
+           "submitit", "torchvision", "numba", "llvmlite"]
 
 CORE_ONLY = r"""
 import importlib.abc, json, sys
@@ -45,7 +45,7 @@ except BackendUnavailable as e:
     kornia = str(e)
 print(json.dumps({"sums": [v.double().sum().item() for v in views], "replay_equal": all(
     bool(torch.equal(a, b)) for a, b in zip(views, replayed)), "one": [list(v.shape) for v in one],
-    "kornia": kornia, "loaded": sorted({m.split(".")[0] for m in sys.modules} & BLOCKED)}))
+    "kornia": kornia, "impl": engine.impl, "loaded": sorted({m.split(".")[0] for m in sys.modules} & BLOCKED)}))
 """
 
 
@@ -60,8 +60,9 @@ def test_engine_runs_with_only_the_core_install(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["loaded"] == []
-    # the same views as here, where every package is importable
-    ref = Engine(Policy.named("byol"), seed=0)(x, views=2)
+    # without numba the CPU takes the torch path: the same views as that path here
+    assert out["impl"] == "torch"
+    ref = Engine(Policy.named("byol"), seed=0, impl="torch")(x, views=2)
     assert out["sums"] == [v.double().sum().item() for v in ref]
     assert out["replay_equal"] and out["one"] == [[3, 24, 24], [3, 24, 24]]
     assert "backend='kornia' needs kornia" in out["kornia"] and "augbench[kornia]" in out["kornia"]

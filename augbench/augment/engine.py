@@ -79,11 +79,13 @@ class Engine(nn.Module):
     - `dtype`: the views' floating dtype. `mask_mode`: "pixel" or "token" (ViT keep indices).
     - `jitter_order`: "batch" (one colour-jitter order per call, as Kornia), "sample" or a fixed
       permutation of (brightness, contrast, saturation, hue) = (0, 1, 2, 3).
+    - `impl`: the fused backend's code path, "auto" (Triton on CUDA, numba on the CPU when they
+      import, else torch), "torch", "triton" or "numba"; None reads $AUGBENCH_FUSED_IMPL.
     """
 
     def __init__(self, policy: Policy | str | dict, backend: str = "fused", seed: int = 0,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 mask_mode: str = "pixel", jitter_order: Any = "batch"):
+                 mask_mode: str = "pixel", jitter_order: Any = "batch", impl: str | None = None):
         super().__init__()
         self.policy = as_policy(policy)
         if backend not in BACKENDS:
@@ -102,6 +104,10 @@ class Engine(nn.Module):
             if any(p != 1.0 for p in ps):
                 raise AugmentInputError("mask_mode='token' needs patch_mask.p = 1 (every sample keeps the same "
                                         f"number of tokens), got p = {ps}")
+        if impl is not None and (backend != "fused" or impl not in ("auto", "torch", "triton", "numba")):
+            raise AugmentInputError(f"impl: 'auto', 'torch', 'triton' or 'numba', for backend='fused' only; "
+                                    f"got impl={impl!r} with backend={backend!r}")
+        self.impl_request = impl
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise AugmentInputError(f"seed: expected an integer, got {seed!r}")
         self.backend_name, self.seed, self.dtype, self.mask_mode = backend, seed, dtype, mask_mode
@@ -243,7 +249,7 @@ class _FusedAdapter:
         from augbench.augment.backends import fused
 
         self.e = engine
-        self.impl = fused.resolve_impl(engine.device or torch.device("cpu"), engine.dtype)
+        self.impl = fused.resolve_impl(engine.device or torch.device("cpu"), engine.dtype, engine.impl_request)
 
     def view(self, x: torch.Tensor, ops):
         from augbench.augment.backends import fused
@@ -257,7 +263,7 @@ class _FusedAdapter:
         """The pixels of one view for given draws: `view` and replay share it."""
         from augbench.augment.backends import fused
 
-        self.impl = fused.resolve_impl(x.device, self.e.dtype)  # triton on CUDA when it imports, else torch
+        self.impl = fused.resolve_impl(x.device, self.e.dtype, self.e.impl_request)  # triton on CUDA, numba on CPU
         return fused.apply(x, ops, params, dtype=self.e.dtype, mask_mode=self.e.mask_mode, impl=self.impl)
 
     def state_dict(self):

@@ -26,11 +26,12 @@ Conventions (held against Kornia 0.9 by tests/test_backends.py):
   whose crop gate is off gets the whole image resized).
 - patch_mask always runs last, after normalize, whatever its place in the policy.
 
-Application has two paths that take the same `Plan` (the sampled parameters with every p-gate
+Application has three paths that take the same `Plan` (the sampled parameters with every p-gate
 folded in, see `prepare`) and give the same pixels up to float rounding: `fused_torch` (batched
-torch ops; any device, the CPU path) and `triton_view` (one Triton kernel for the whole view,
-plus a separable pass for blur; CUDA, or the CPU under TRITON_INTERPRET=1 for tests). `apply`
-picks Triton on CUDA when it imports; `impl=` or $AUGBENCH_FUSED_IMPL forces either.
+torch ops; any device, the reference), `triton_view` (one Triton kernel for the whole view, plus
+a separable pass for blur; CUDA, or the CPU under TRITON_INTERPRET=1 for tests) and
+`numba_view` (one compiled loop per image on CPU threads). `apply` picks Triton on CUDA and
+numba on the CPU when they import, else torch; `impl=` or $AUGBENCH_FUSED_IMPL forces one.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from augbench.augment.backends import fused_torch
 from augbench.errors import UserError
 from augbench.augment.backends.fused_torch import GRAY_WEIGHTS, apply_patch_mask, const, resample  # noqa: F401
 
-IMPLS = ("auto", "torch", "triton")
+IMPLS = ("auto", "torch", "triton", "numba")
 JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 Ops = Sequence[tuple[str, dict[str, Any]]]
 Params = dict[str, dict[str, torch.Tensor]]
@@ -218,6 +219,15 @@ def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode:
 
 
 @functools.lru_cache(maxsize=None)
+def numba_available() -> bool:
+    try:
+        from augbench.augment.backends import numba_view  # noqa: F401  (imports numba)
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     try:
         from augbench.augment.backends import triton_view  # noqa: F401  (imports triton)
@@ -227,26 +237,40 @@ def triton_available() -> bool:
 
 
 def resolve_impl(device: torch.device, dtype: torch.dtype = torch.float32, impl: str | None = None) -> str:
-    """'triton' or 'torch' for a call on `device`. `impl` (or $AUGBENCH_FUSED_IMPL when None):
-    'auto' = Triton on CUDA when it imports and the dtype is one it writes, else torch;
-    'torch' / 'triton' force a path ('triton' on the CPU needs TRITON_INTERPRET=1)."""
+    """'triton', 'numba' or 'torch' for a call on `device`. `impl` (or $AUGBENCH_FUSED_IMPL when
+    None): 'auto' = Triton on CUDA when it imports, numba on the CPU when it imports (the `cpu`
+    extra), for the float dtypes they write; else torch. 'torch' / 'triton' / 'numba' force a
+    path ('triton' on the CPU needs TRITON_INTERPRET=1; 'numba' is CPU only)."""
     impl = impl or os.environ.get("AUGBENCH_FUSED_IMPL", "auto")
     if impl not in IMPLS:
         raise UserError(f"fused impl (AUGBENCH_FUSED_IMPL): expected one of {list(IMPLS)}, got {impl!r}")
+    kind = torch.device(device).type
+    if impl == "numba" and kind != "cpu":
+        raise UserError(f"fused impl (AUGBENCH_FUSED_IMPL) 'numba' runs on the CPU, not on {kind}")
+    if impl == "numba" and not numba_available():
+        raise UserError("fused impl (AUGBENCH_FUSED_IMPL) 'numba' needs numba: pip install 'augbench[cpu]'")
     if impl != "auto":
         return impl
-    ok_dtype = dtype in (torch.float32, torch.float16, torch.bfloat16)
-    return "triton" if torch.device(device).type == "cuda" and ok_dtype and triton_available() else "torch"
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return "torch"
+    if kind == "cuda" and triton_available():
+        return "triton"
+    return "numba" if kind == "cpu" and numba_available() else "torch"
 
 
 def apply(x: torch.Tensor, ops: Ops, params: Params, *, dtype: torch.dtype = torch.float32,
           mask_mode: str = "pixel", impl: str | None = None) -> torch.Tensor:
     """One view of the batch `x` (uint8 or float in [0, 1]) with explicit `params`."""
     plan = prepare(x.shape, ops, params, x.device, mask_mode)
-    if resolve_impl(x.device, dtype, impl) == "triton":
+    path = resolve_impl(x.device, dtype, impl)
+    if path == "triton":
         from augbench.augment.backends import triton_view
 
         return triton_view.run(x, plan, dtype)
+    if path == "numba":
+        from augbench.augment.backends import numba_view
+
+        return numba_view.run(x, plan, dtype)
     return fused_torch.run(x, plan, dtype)
 
 

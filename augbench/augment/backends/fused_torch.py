@@ -68,7 +68,8 @@ def _b(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------- geometry
 def interp_matrix(start: torch.Tensor, length: torch.Tensor, n_out: int, n_in: int,
                   flip: torch.Tensor | None, slot: str | None = None) -> torch.Tensor:
-    """(B, n_out, n_in) bilinear weights (align_corners=True) reading [start, start+length)."""
+    """(B, n_out, n_in) bilinear weights (align_corners=True) reading [start, start+length),
+    mirrored where `flip`."""
     j = torch.arange(n_out, device=start.device, dtype=start.dtype).expand(start.shape[0], n_out)
     if flip is not None:
         j = torch.where(flip[:, None], n_out - 1 - j, j)
@@ -89,14 +90,23 @@ def resample(x: torch.Tensor, box: torch.Tensor, flip: torch.Tensor | None, size
     b, c = x.shape[:2]
     oh, ow = size
     if H * W <= 96 * 96 or x.device.type != "cpu":
-        # two batched matmuls beat grid_sample's gather on CPU and are exact bilinear
-        ry = interp_matrix(box[:, 1], box[:, 3], oh, H, None, "ry").mul_(scale)
-        rx = interp_matrix(box[:, 0], box[:, 2], ow, W, flip, "rx")
-        # the float copy is laid out (b, H, c, W): the row pass is then one bmm over c * W columns
-        xf = scratch("xf", (b, H, c, W), ry).copy_(x.permute(0, 2, 1, 3))
-        y = torch.bmm(ry, xf.view(b, H, c * W), out=scratch("rows", (b, oh, c * W), ry))  # (b, H', cW)
-        y = torch.bmm(y.view(b, oh * c, W), rx.transpose(1, 2), out=scratch("cols", (b, oh * c, ow), ry))
-        return scratch("y", (b, c, oh, ow), ry).copy_(y.view(b, oh, c, ow).permute(0, 2, 1, 3))
+        # two batched matmuls beat grid_sample's gather on CPU and are exact bilinear. Columns
+        # first, on x as (b, c*H, W); then rows, one (H', H) matrix per sample and channel: no
+        # permuted copy of an image anywhere (a strided copy costs about what a matmul does here)
+        if (oh, H) == (ow, W):  # square: both matrices from one set of ops
+            n = torch.cat((box[:, 1], box[:, 0]))
+            f = None if flip is None else torch.cat((torch.zeros_like(flip), flip))
+            r = interp_matrix(n, torch.cat((box[:, 3], box[:, 2])), oh, H, f, "rxy")
+            ry, rx = r[:b], r[b:]
+        else:
+            ry = interp_matrix(box[:, 1], box[:, 3], oh, H, None, "ry")
+            rx = interp_matrix(box[:, 0], box[:, 2], ow, W, flip, "rx")
+        xf = scratch("xf", (b, c * H, W), rx).copy_(x.reshape(b, c * H, W))  # to float, same layout
+        t = torch.bmm(xf, rx.transpose(1, 2), out=scratch("cols", (b, c * H, ow), rx))  # (b, c, H, W')
+        ry3 = torch.mul(ry[:, None].expand(b, c, oh, H), scale, out=scratch("ry3", (b, c, oh, H), ry))  # 1/255 rides on the weights
+        y = scratch("y", (b, c, oh, ow), ry)
+        torch.bmm(ry3.view(b * c, oh, H), t.view(b * c, H, ow), out=y.view(b * c, oh, ow))
+        return y
     # large images on CPU: the dense matmul's O(H W^2) loses to grid_sample's O(H' W')
     return grid_resample(x.to(dtype), box, flip, size).mul_(scale)
 
