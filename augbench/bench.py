@@ -2,10 +2,10 @@
 
 Backends: `fused` (its default path here: Triton on CUDA, numba on the CPU when installed),
 `fused-torch` (the same engine forced to its batched-torch path), `kornia` (the reference every
-ratio is taken against, measured in the same run), torchvision v2 (only if importable: one parameter set per batch, and a per-sample loop),
-and `albumentations` (per image, in N worker processes). Images are real CIFAR-10 training
-images ($AUGBENCH_DATA), resized to 256 px for the 224 px case; random uint8 if the data set is
-absent (recorded as `images` in the JSON).
+ratio is taken against, measured in the same run), torchvision v2 (only if importable: one
+parameter set per batch, and a per-sample loop), and `albumentations` (per image, in N worker
+processes). Images are real CIFAR-10 training images ($AUGBENCH_DATA), resized to 256 px for the
+224 px case; random uint8 if the data set is absent (recorded as `images` in the JSON).
 
 Only the engine's core (torch) is required: a backend whose library is missing is skipped, and
 each case's `skipped` says why. The JSON is rewritten (atomically) after every case, with

@@ -6,6 +6,7 @@ from importlib.util import find_spec
 import numpy as np
 import pytest
 import torch
+from op_cases import GEOMETRY_AND_PIXEL_OPS
 
 from augbench.augment import Engine, Policy
 from augbench.augment.backends import fused
@@ -31,17 +32,8 @@ def _policy(*ops):
 
 
 PER_OP = {
-    "crop": [("random_resized_crop", {"size": 32})],
-    "crop_upsample_24_to_40": [("random_resized_crop", {"size": [40, 24], "scale": [0.05, 0.5]})],
-    "resize": [("resize", {"size": 20})],
-    "flip": [("horizontal_flip", {"p": 0.5})],
+    **GEOMETRY_AND_PIXEL_OPS,
     "jitter": [("color_jitter", {"p": 1.0, "brightness": 0.6, "contrast": 0.6, "saturation": 0.6, "hue": 0.4})],
-    "jitter_p": [("color_jitter", {"p": 0.5})],
-    "gray": [("grayscale", {"p": 0.5})],
-    "blur3": [("gaussian_blur", {"kernel_size": 3, "p": 0.7})],
-    "blur7": [("gaussian_blur", {"kernel_size": 7, "sigma": [0.5, 3.0], "p": 1.0})],
-    "solarize": [("solarize", {"threshold": 0.4, "p": 0.6})],
-    "normalize": [("normalize", {})],
 }
 
 

@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from op_cases import GEOMETRY_AND_PIXEL_OPS
 
 CUDA = torch.cuda.is_available()
 if not CUDA:  # must be set before triton_view is first imported (triton.jit reads it)
@@ -82,20 +83,11 @@ def _close(out, ref, max_abs=MAX_ABS, rel=REL):
 
 
 PER_OP = {
-    "crop": [("random_resized_crop", {"size": 32})],
-    "crop_upsample_24_to_40": [("random_resized_crop", {"size": [40, 24], "scale": [0.05, 0.5]})],
-    "resize": [("resize", {"size": 20})],
-    "flip": [("horizontal_flip", {"p": 0.5})],
+    **GEOMETRY_AND_PIXEL_OPS,
     "brightness": [("color_jitter", {"p": 1.0, "brightness": 0.8, "contrast": 0, "saturation": 0, "hue": 0})],
     "contrast": [("color_jitter", {"p": 1.0, "brightness": 0, "contrast": 0.8, "saturation": 0, "hue": 0})],
     "saturation": [("color_jitter", {"p": 1.0, "brightness": 0, "contrast": 0, "saturation": 0.8, "hue": 0})],
     "hue": [("color_jitter", {"p": 1.0, "brightness": 0, "contrast": 0, "saturation": 0, "hue": 0.5})],
-    "jitter_p": [("color_jitter", {"p": 0.5})],
-    "gray": [("grayscale", {"p": 0.5})],
-    "blur3": [("gaussian_blur", {"kernel_size": 3, "p": 0.7})],
-    "blur7": [("gaussian_blur", {"kernel_size": 7, "sigma": [0.5, 3.0], "p": 1.0})],
-    "solarize": [("solarize", {"threshold": 0.4, "p": 0.6})],
-    "normalize": [("normalize", {})],
     "patch_mask": [("normalize", {}), ("patch_mask", {"ratio": 0.5, "patch_size": 5, "fill": -3.0})],
 }
 

@@ -9,7 +9,7 @@ slice of the output, which stays in the core's cache (12 KB at 32 px, 600 KB at 
   the batch's or the sample's order, grayscale, Gaussian blur as two separable passes, solarize,
   normalize) -> patch mask.
 
-The eager torch path makes ~80 passes over memory and ~300 op dispatches for SimCLR's policy;
+The eager torch path makes dozens of passes over memory and a few hundred op dispatches per call;
 this makes one per op over an image in L1/L2 and none per op from Python. p-gates are read
 here (the identity where off), as in the Triton kernel. Formulas and float32 rounding follow
 `fused_torch` and `triton_view` (same source coordinates, Kornia's HSV hue, blur taps,
