@@ -53,6 +53,8 @@ def environment(device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "kornia": package_version("kornia"),  # optional: the core install has no Kornia
+        "numba": package_version("numba"),  # optional: the fused engine's CPU kernel
+        "triton": package_version("triton"),  # optional: the fused engine's CUDA kernel
         "cuda": torch.version.cuda,
         "device": str(device),
         "device_name": device_name(device),

@@ -145,7 +145,8 @@ def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | No
     resume_step = 0 if resume is None else int(resume["epoch"]) * 1_000_003 + int(resume["step_in_epoch"])
     engine_seed = cfg.seed + (rank * 7919 + resume_step if rank else 0)
     engine = Engine(policy, backend=cfg.backend, seed=engine_seed, device=device, mask_mode=mask_mode(cfg, policy))
-    row = start_row(cfg, sweep, {**environment(device), "world_size": world, "parallel": parallelism()})
+    row = start_row(cfg, sweep, {**environment(device), "world_size": world, "parallel": parallelism(),
+                                 "aug_impl": engine.impl})  # the engine's code path: triton, numba, torch or kornia
 
     def write(r: Row) -> None:
         if rank == 0:  # the lock holder: no other process writes this row meanwhile

@@ -165,19 +165,29 @@ def _body(src, out, tmp, box, flip, codes, fac, jon, order, gray, thr, son, sig,
                 for i in range(K):
                     w[i] /= tot
                 t2 = tmp[s]
-                for c in range(3):
+                r = K // 2
+                for c in range(3):  # the tap loop outside, the pixel loop inside
                     for y in range(OH):
+                        row = y * OW
                         for x in range(OW):
-                            acc = F0
-                            for i in range(K):
-                                acc += w[i] * o[c, y * OW + _reflect(x + i - K // 2, OW)]
-                            t2[c, y, x] = acc
+                            t2[c, y, x] = F0
+                        for i in range(K):
+                            wi, dx = w[i], i - r
+                            lo, hi = max(0, -dx), min(OW, OW - dx)  # x + dx inside the row: no reflection
+                            for x in range(lo, hi):
+                                t2[c, y, x] += wi * o[c, row + x + dx]
+                            for x in range(0, lo):
+                                t2[c, y, x] += wi * o[c, row + _reflect(x + dx, OW)]
+                            for x in range(hi, OW):
+                                t2[c, y, x] += wi * o[c, row + _reflect(x + dx, OW)]
                     for y in range(OH):
+                        row = y * OW
                         for x in range(OW):
-                            acc = F0
-                            for i in range(K):
-                                acc += w[i] * t2[c, _reflect(y + i - K // 2, OH), x]
-                            o[c, y * OW + x] = acc
+                            o[c, row + x] = F0
+                        for i in range(K):
+                            wi, yy = w[i], _reflect(y + i - r, OH)
+                            for x in range(OW):
+                                o[c, row + x] += wi * t2[c, yy, x]
         # ---- patch mask (pixel mode); a ragged border outside the patch grid is never masked
         if patch > 0:
             gh, gw = OH // patch, OW // patch
