@@ -133,3 +133,29 @@ def test_estimate_comes_from_rows_at_the_same_parallelism(tmp_path):
     row(1, 1.5, parallel=2)
     assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg, 2)[0] == 1.5  # measured at 2 at once
     assert Estimator(sweep, RunStore(tmp_path)).per_epoch(cfg, 1)[0] == 1.0
+
+
+def test_parallel_auto_follows_measured_sessions(tmp_path, capsys):
+    """`--parallel auto` is 1 until sessions of this device and workload at 1 and at N exist, then
+    N only if N moved >= GAIN x the images/s of 1 (real tiny runs: whichever way they came out)."""
+    from augbench.sweeps.parallelism import GAIN, sessions
+
+    root = tmp_path / "results"
+    a = write_sweep(tmp_path, "auto_a", axes={"policy": ["full"], "seed": [0, 1]})
+    assert run(a, root, "--parallel", "auto", "--dry-run") == 0
+    assert "--parallel auto: 1 (no measured session at 1 and at N" in capsys.readouterr().out
+    assert run(a, root, "--parallel", "1") == 0
+    assert run(write_sweep(tmp_path, "auto_b", axes={"policy": ["full"], "seed": [2, 3]}), root, "--parallel", "2") == 0
+    capsys.readouterr()
+    s = {x["parallel"]: x for x in sessions(root)}
+    assert sorted(s) == [1, 2] and s[1]["done"] == s[2]["done"] == 2
+    assert s[1]["workload"] == s[2]["workload"] == "simclr/resnet18/b64" and s[1]["device"] == s[2]["device"]
+    assert run(write_sweep(tmp_path, "auto_c", axes={"policy": ["full"], "seed": [4, 5]}), root,
+               "--parallel", "auto", "--dry-run") == 0
+    want = 2 if s[2]["images_per_s"] >= GAIN * s[1]["images_per_s"] else 1
+    out = capsys.readouterr().out
+    assert f"--parallel auto: {want} (" in out and "1: " in out and "2: " in out
+    # another workload (batch 32) has no sessions: back to 1
+    assert run(write_sweep(tmp_path, "auto_d", axes={"policy": ["full"], "seed": [6]}, base={"batch_size": 32}),
+               root, "--parallel", "auto", "--dry-run") == 0
+    assert "--parallel auto: 1 (no measured session" in capsys.readouterr().out

@@ -11,6 +11,7 @@ of sweeps/default.yaml (ResNet-18, CIFAR-10, 30 epochs), or of sweeps/smoke.yaml
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -43,9 +44,10 @@ def add_arguments(p) -> None:
                         "them); inprocess = in order in this process")
     r.add_argument("--local", action="store_true", help="same as --executor local")
     r.add_argument("--budget-s", type=float, help="local: start no run that would end after this many seconds")
-    r.add_argument("--parallel", type=int, metavar="N",
+    r.add_argument("--parallel", type=_parallel_arg, metavar="N|auto",
                    help="local: N runs at once, each in its own worker process, sharing the device "
-                        "(default 1); prints throughput to compare N")
+                        "(default 1); prints throughput to compare N. auto: more than 1 only where earlier "
+                        "sessions on this device and workload moved >= 1.1x the images/s of 1")
     r.add_argument("--hard-stop", action="store_true",
                    help="with --budget-s: at the budget, running runs save a checkpoint and stop "
                         "(resumed next time) instead of finishing")
@@ -61,6 +63,15 @@ def add_arguments(p) -> None:
     c = sub.add_parser("cancel", help="scancel the SLURM jobs recorded for a sweep", parents=common)
     c.add_argument("sweep", help="sweep name or YAML path")
     c.add_argument("--results", help="results root")
+
+
+def _parallel_arg(v: str):
+    if v == "auto":
+        return v
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of runs at once or 'auto', got {v!r}") from None
 
 
 def pick_executor(name: str) -> str:
@@ -84,7 +95,7 @@ def cmd_run(args) -> int:
     executor = pick_executor("local" if args.local else args.executor)
     if args.budget_s is not None and (executor == "slurm" or args.budget_s <= 0):
         raise SweepError("--budget-s: needs a positive number of seconds and the local executor")
-    if args.parallel is not None and (executor != "local" or args.parallel < 1):
+    if args.parallel is not None and (executor != "local" or (args.parallel != "auto" and args.parallel < 1)):
         raise SweepError(f"--parallel: needs a positive number of runs at once (got {args.parallel}) "
                          f"and the local executor")
     if args.hard_stop and (args.budget_s is None or executor != "local"):
@@ -92,6 +103,11 @@ def cmd_run(args) -> int:
     root = Path(args.results or results_root()).resolve()
     plan = make_plan(sweep, configs, root, args.retry_failed)
     print(plan.summary(), flush=True)
+    if args.parallel == "auto" and plan.todo:
+        from augbench.sweeps.parallelism import choose, session_device, workload
+
+        args.parallel, why = choose(root, session_device(plan.todo), workload(plan.todo))
+        print(f"--parallel auto: {args.parallel} ({why})", flush=True)
     if args.dry_run or not plan.todo:
         return 0
     if executor != "slurm" and plan.estimate_basis == "this CPU" and (plan.estimate_s or 0) > CONFIRM_CPU_S \

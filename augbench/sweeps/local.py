@@ -202,13 +202,17 @@ class LocalExecutor:
             print(f"budget: {len(pending)} run(s) left pending (next: {pending[0].run_id}, estimated "
                   f"{next_est:.0f}s at {self.parallel} at once; elapsed {out.wall_s:.1f}s of {budget_s:g}s)",
                   flush=True)
-        self.record_session(out)
+        self.record_session(out, configs)
         return out
 
-    def record_session(self, out: Outcome) -> None:
+    def record_session(self, out: Outcome, configs: list[RunConfig]) -> None:
+        """One line of `sessions.jsonl`: this session's throughput, device and workload (what
+        `--parallel auto` compares; see sweeps/parallelism.py)."""
+        from augbench.sweeps.parallelism import session_device, workload
+
         wall = out.wall_s
         summary = {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "parallel": self.parallel, "budget_s": self.budget.seconds, **out.counts, "skipped": out.skipped,
+                   "parallel": self.parallel, "device": session_device(configs), "workload": workload(configs), "budget_s": self.budget.seconds, **out.counts, "skipped": out.skipped,
                    "wall_s": round(wall, 2),
                    "runs_per_hour": round(out.counts[DONE] * 3600 / wall, 2) if wall > 0 else 0.0,
                    "images_per_s": round(out.images / wall, 1) if wall > 0 else 0.0}

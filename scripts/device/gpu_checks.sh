@@ -9,10 +9,11 @@
 #             gpu.log, pytest-cuda.xml, bench-aug-gpu.json, bench-train-gpu.json, runs.tar (row + log of
 #             the SimCLR run), summary.json. Step limits: LIMIT_TESTS, LIMIT_AUG, LIMIT_TRAIN_BENCH,
 #             LIMIT_RUN (seconds); RUN_EPOCHS for the SimCLR run.
-#   grid:     fill the crop_matters grid for ${BUDGET_S:-400} s, ${PARALLEL:-2} runs at once; rows of earlier
+#   grid:     fill the crop_matters grid for ${BUDGET_S:-400} s, ${PARALLEL:-auto} runs at once; rows of earlier
 #             sessions come in as ${GRID_TAR:-.devdata/grid_runs.tar}, all rows go back as $OUT/grid_runs.tar;
 #             the sweep is cut at ${GRID_LIMIT_S:-540} s so that the tar is written within the tool's 600 s
-#   parallel: throughput of 1 vs 2 vs 4 runs at once on 4 short runs (${PAR_EPOCHS:-3} epochs), and the ratios
+#   parallel: throughput of 1 vs 2 vs 4 runs at once (4 short runs each, ${PAR_EPOCHS:-3} epochs, one results
+#             root), the ratios, what `sweep run --parallel auto` then picks; $OUT/parallel-sessions.jsonl
 set -uo pipefail
 mode="${1:-all}"
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
@@ -65,29 +66,36 @@ if [ "$mode" = grid ]; then
   if [ -f "${GRID_TAR:-.devdata/grid_runs.tar}" ]; then tar -xf "${GRID_TAR:-.devdata/grid_runs.tar}" -C "$OUT/grid"; fi
   # the timeout (runs in flight are lost, their rows stay `running`) makes sure the rows still come back
   timeout -k 15 "${GRID_LIMIT_S:-540}" python3 -m augbench.cli sweep run crop_matters --local \
-    --budget-s "${BUDGET_S:-400}" --parallel "${PARALLEL:-2}" --results "$OUT/grid"
+    --budget-s "${BUDGET_S:-400}" --parallel "${PARALLEL:-auto}" --results "$OUT/grid"
   rc=$?
   ab sweep status crop_matters --results "$OUT/grid" | head -n 1
   tar -cf "$OUT/grid_runs.tar" -C "$OUT/grid" runs sweeps && rm -rf "$OUT/grid"
   exit $rc
 fi
 if [ "$mode" = parallel ]; then
+  # one results root: the sessions accumulate in sweeps/policy_no_crop/sessions.jsonl, new seeds each
+  # time (4 runs per session: no_crop and full x 2 seeds), then `--parallel auto` decides from them
+  rm -rf /tmp/par
+  seeds=(0,1 2,3 4,5)
+  i=0
   for n in 1 2 4; do
-    echo "== $n run(s) at once: no_crop and full, seeds 0 and 1, ${PAR_EPOCHS:-3} epochs"
-    rm -rf "/tmp/par$n"
-    ab sweep run --policy no_crop --seeds 0,1 --epochs "${PAR_EPOCHS:-3}" --local --parallel "$n" \
-      --results "/tmp/par$n"
+    echo "== $n run(s) at once: no_crop and full, seeds ${seeds[$i]}, ${PAR_EPOCHS:-3} epochs"
+    ab sweep run --policy no_crop --seeds "${seeds[$i]}" --epochs "${PAR_EPOCHS:-3}" --local --parallel "$n" \
+      --results /tmp/par
+    i=$((i + 1))
   done
-  python3 - /tmp/par1 /tmp/par2 /tmp/par4 <<'PY'
-import json, pathlib, sys
-rows = [json.loads((pathlib.Path(r) / "sweeps/policy_no_crop/sessions.jsonl").read_text().splitlines()[-1])
-        for r in sys.argv[1:]]
+  python3 - /tmp/par/sweeps/policy_no_crop/sessions.jsonl <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
 one = rows[0]
 for s in rows:
     print(f"parallel {s['parallel']}: {s['done']} done, {s['failed']} failed in {s['wall_s']:.0f}s: "
           f"{s['runs_per_hour']:.0f} runs/h (x{s['runs_per_hour'] / max(one['runs_per_hour'], 1e-9):.2f}), "
           f"{s['images_per_s']:.0f} images/s (x{s['images_per_s'] / max(one['images_per_s'], 1e-9):.2f})")
 PY
+  ab sweep run --policy no_crop --seeds 6,7 --epochs "${PAR_EPOCHS:-3}" --local --parallel auto --dry-run \
+    --results /tmp/par | grep -- "--parallel auto"
+  cp /tmp/par/sweeps/policy_no_crop/sessions.jsonl "$OUT/parallel-sessions.jsonl"
   exit 0
 fi
 [ "$mode" = all ] || { echo "unknown mode '$mode' (all, grid, parallel)"; exit 2; }
