@@ -36,6 +36,7 @@ numba on the CPU when they import, else torch; `impl=` or $AUGBENCH_FUSED_IMPL f
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -219,21 +220,21 @@ def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode:
 
 
 @functools.lru_cache(maxsize=None)
+def _imports(module: str) -> bool:
+    """Whether a kernel module (and so its library: numba, triton) imports here."""
+    try:
+        importlib.import_module(f"augbench.augment.backends.{module}")
+    except ImportError:
+        return False
+    return True
+
+
 def numba_available() -> bool:
-    try:
-        from augbench.augment.backends import numba_view  # noqa: F401  (imports numba)
-    except ImportError:
-        return False
-    return True
+    return _imports("numba_view")
 
 
-@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
-    try:
-        from augbench.augment.backends import triton_view  # noqa: F401  (imports triton)
-    except ImportError:
-        return False
-    return True
+    return _imports("triton_view")
 
 
 def resolve_impl(device: torch.device, dtype: torch.dtype = torch.float32, impl: str | None = None) -> str:
