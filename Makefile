@@ -28,7 +28,7 @@ $(BIN)/.installed: pyproject.toml
 
 # API reference (HTML) of the library: docs/api/, committed; needs the `docs` extra (pdoc)
 API_MODULES := augbench.augment $(addprefix augbench.augment.,engine policy transform sizing ops \
-	backends.fused backends.kornia_backend backends.albu)
+	backends.fused backends.numba_view backends.kornia_backend backends.albu)
 docs: setup
 	$(BIN)/python -c "import pdoc" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
 	rm -rf docs/api
