@@ -104,8 +104,10 @@ class Engine(nn.Module):
             if any(p != 1.0 for p in ps):
                 raise AugmentInputError("mask_mode='token' needs patch_mask.p = 1 (every sample keeps the same "
                                         f"number of tokens), got p = {ps}")
-        if impl is not None and (backend != "fused" or impl not in ("auto", "torch", "triton", "numba")):
-            raise AugmentInputError(f"impl: 'auto', 'torch', 'triton' or 'numba', for backend='fused' only; "
+        from augbench.augment.backends.fused import IMPLS
+
+        if impl is not None and (backend != "fused" or impl not in IMPLS):
+            raise AugmentInputError(f"impl: one of {list(IMPLS)}, for backend='fused' only; "
                                     f"got impl={impl!r} with backend={backend!r}")
         self.impl_request = impl
         if isinstance(seed, bool) or not isinstance(seed, int):

@@ -27,12 +27,14 @@ def session_device(configs: Iterable) -> str:
     CPU without its thread count, which the parallelism changes)."""
     import torch
 
+    from augbench.env import device_name
+
     devs = {getattr(c, "device", "auto") for c in configs} or {"auto"}
     dev = sorted(devs)[0]
     if dev == "auto":
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(dev))
+        return device_name(dev)
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 

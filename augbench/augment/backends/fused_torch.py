@@ -93,17 +93,12 @@ def resample(x: torch.Tensor, box: torch.Tensor, flip: torch.Tensor | None, size
         # two batched matmuls beat grid_sample's gather on CPU and are exact bilinear. Columns
         # first, on x as (b, c*H, W); then rows, one (H', H) matrix per sample and channel: no
         # permuted copy of an image anywhere (a strided copy costs about what a matmul does here)
-        if (oh, H) == (ow, W):  # square: both matrices from one set of ops
-            n = torch.cat((box[:, 1], box[:, 0]))
-            f = None if flip is None else torch.cat((torch.zeros_like(flip), flip))
-            r = interp_matrix(n, torch.cat((box[:, 3], box[:, 2])), oh, H, f, "rxy")
-            ry, rx = r[:b], r[b:]
-        else:
-            ry = interp_matrix(box[:, 1], box[:, 3], oh, H, None, "ry")
-            rx = interp_matrix(box[:, 0], box[:, 2], ow, W, flip, "rx")
+        ry = interp_matrix(box[:, 1], box[:, 3], oh, H, None, "ry")
+        rx = interp_matrix(box[:, 0], box[:, 2], ow, W, flip, "rx")
         xf = scratch("xf", (b, c * H, W), rx).copy_(x.reshape(b, c * H, W))  # to float, same layout
         t = torch.bmm(xf, rx.transpose(1, 2), out=scratch("cols", (b, c * H, ow), rx))  # (b, c, H, W')
-        ry3 = torch.mul(ry[:, None].expand(b, c, oh, H), scale, out=scratch("ry3", (b, c, oh, H), ry))  # 1/255 rides on the weights
+        # one row matrix per channel; the uint8 -> [0, 1] scale rides on its weights
+        ry3 = torch.mul(ry[:, None].expand(b, c, oh, H), scale, out=scratch("ry3", (b, c, oh, H), ry))
         y = scratch("y", (b, c, oh, ow), ry)
         torch.bmm(ry3.view(b * c, oh, H), t.view(b * c, H, ow), out=y.view(b * c, oh, ow))
         return y
