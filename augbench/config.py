@@ -40,7 +40,8 @@ GENERIC: dict[str, Any] = dict(
     warmup_epochs=0)
 
 # Fields that change how a run executes but not what it computes; left out of the run id.
-EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard"})
+EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard",
+                              "channels_last"})
 # torch.compile of the training step: auto = on for CUDA (CUDA graphs), off on the CPU; or a torch.compile mode
 COMPILE_SETTINGS = ("auto", "on", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -89,6 +90,7 @@ class RunConfig:
     backend: str = "fused"
     amp: bool = True  # bf16 autocast + channels_last on CUDA; ignored on CPU
     compile: str = "auto"  # see COMPILE_SETTINGS (true/false also accepted); execution only, not hashed
+    channels_last: bool | None = None  # NHWC activations; None = auto: on CUDA with amp, on the CPU for ResNets
     seed: int = 0
     # evaluation
     knn_k: int = 200
@@ -183,15 +185,18 @@ class RunConfig:
         check_choice("backbone", BACKBONES)
         check_choice("optimizer", OPTIMIZERS)
         check_choice("backend", BACKENDS)
+        from augbench.data.dataset import NAMES as DATASETS
+
         if not isinstance(self.dataset, str) or not (
-            self.dataset in ("cifar10", "cifar100") or self.dataset.startswith("imagefolder:")
+            self.dataset in DATASETS or self.dataset.startswith("imagefolder:")
         ):
-            raise bad("dataset", "must be 'cifar10', 'cifar100' or 'imagefolder:<path>'")
+            raise bad("dataset", f"must be one of {list(DATASETS)} or 'imagefolder:<path>'")
         for name in ("cifar_stem", "amp", "progress", "tensorboard", "exclude_bias_norm", "lars_clip"):
             check_bool(name)
         if not (isinstance(self.compile, bool) or self.compile in COMPILE_SETTINGS):
             raise bad("compile", f"must be true, false or one of {list(COMPILE_SETTINGS)}")
         check_bool("momentum", allow_none=True)
+        check_bool("channels_last", allow_none=True)
         check_int("width", 1)
         check_int("patch_size", 1)
         check_int("subset", 1, allow_none=True)
@@ -247,7 +252,17 @@ class RunConfig:
         if isinstance(self.policy, Policy):
             return self.policy
         if isinstance(self.policy, str):
-            return Policy.named(self.policy)
+            # a named policy (written for 32 px CIFAR-10) outputs `image_size` and normalizes with its
+            # data set's own statistics where they are known (Policy.for_size); it keeps its name,
+            # which the analysis reads arms from
+            from augbench.augment.sizing import DATASET_STATS
+
+            pol = Policy.named(self.policy)
+            stats = self.dataset if self.dataset in DATASET_STATS and self.dataset != "cifar10" else None
+            size = self.image_size if isinstance(self.image_size, int) and self.image_size != 32 else None
+            if (stats and pol.has("normalize")) or (size and pol.output_size is not None):
+                pol = pol.for_size(size, stats, name=pol.name)
+            return pol
         if isinstance(self.policy, dict):
             return Policy.from_dict(self.policy)
         raise ConfigError(f"field 'policy' must be a policy name or mapping (got {type(self.policy).__name__})")

@@ -56,14 +56,15 @@ def _bar(total: int, desc: str, progress: bool, unit: str = "it"):
 @torch.no_grad()
 def extract(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, device: torch.device,
             norm=None, size=None, batch: int = 1024, amp: bool = False, desc: str = "features",
-            progress: bool = False):
+            progress: bool = False, nhwc: bool | None = None):
     """fn applied to every image (no augmentation), as float32 features on `device`; a tuple of
     them when fn returns a tuple (several outputs of one forward pass)."""
     out: list = []
+    nhwc = (amp and device.type == "cuda") if nhwc is None else nhwc
     with _bar(len(images), desc, progress, "img") as bar:
         for i in range(0, len(images), batch):
             x = prepare(images[i:i + batch].to(device, non_blocking=True), norm, size)
-            if amp and device.type == "cuda":  # the layout the model was trained in (train.pretrain)
+            if nhwc:  # the layout the model was trained in (train.pretrain)
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
                 y = fn(x)
@@ -88,7 +89,9 @@ def encoder_features(method: nn.Module, images: torch.Tensor, device: torch.devi
     else:
         def fn(x):
             return (bb(x),)
-    return extract(fn, images, device, norm, size, amp=amp, desc=desc, progress=progress)
+    w = next((p for p in bb.parameters() if p.dim() == 4), None)  # feed a channels_last model NHWC
+    nhwc = w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    return extract(fn, images, device, norm, size, amp=amp, desc=desc, progress=progress, nhwc=nhwc)
 
 
 # ---------------------------------------------------------------------------- kNN

@@ -25,6 +25,18 @@ def compile_mode(setting: Any, device: torch.device, distributed: bool = False) 
     return str(setting)
 
 
+def channels_last(cfg, device: torch.device) -> bool:
+    """Whether the step runs in channels_last (NHWC). Auto (cfg.channels_last None): on CUDA with bf16
+    autocast (tensor cores want NHWC), and on the CPU for ResNets, whose oneDNN NHWC convolutions
+    move 1.3x the images/s of NCHW at 32 px on 2 cores (docs/cpu-scale.md). Either way a CPU run
+    stays bitwise deterministic for a fixed thread count."""
+    if cfg.channels_last is not None:
+        return bool(cfg.channels_last)
+    if device.type == "cuda":
+        return bool(cfg.amp)
+    return cfg.backbone.startswith("resnet")
+
+
 def compile_model(model: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     return model if mode is None else torch.compile(model, mode=mode)
 

@@ -110,7 +110,8 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     peak = peak_lr(cfg, world)
 
     method.to(device)
-    if amp:
+    nhwc = fast.channels_last(cfg, device)
+    if nhwc:
         method.to(memory_format=torch.channels_last)
     opt, lr_t = fast.fast_optimizer(build_optimizer(cfg, method.parameters(), peak), device)
     token_mask = getattr(engine, "mask_mode", "pixel") == "token"
@@ -187,7 +188,7 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
                 x = images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
                 timer.mark()
                 views, keep_idx = make_views(engine, x, cfg.views, token_mask)
-                if amp:
+                if nhwc:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 timer.mark()
                 opt.zero_grad(set_to_none=True)

@@ -18,6 +18,8 @@ DATASET_STATS: dict[str, Stats] = {
     "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # all 9,469 training images of $AUGBENCH_DATA/imagenette32, by augment.channel_stats
+    "imagenette32": ((0.4623, 0.4578, 0.4301), (0.2620, 0.2607, 0.2830)),
 }
 
 DatasetArg = Union[str, Sequence[Sequence[float]], None]

@@ -15,6 +15,9 @@ from augbench.env import data_root
 
 SPLITS = ("train", "test")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+# Short names for image folders under the data root (train/<class>/*.jpg, test/<class>/*.jpg)
+FOLDER_DATASETS = {"imagenette32": "imagenette32"}  # Imagenette squashed to 32 px (its PROVENANCE.md)
+NAMES = (*NUM_CLASSES, *FOLDER_DATASETS)
 
 
 @dataclass
@@ -52,13 +55,19 @@ def load_dataset(name: str, split: str = "train", root=None, subset: int | None 
     base = Path(root).expanduser() if root is not None else data_root()
     if name in LAYOUTS:
         ds = _load_cifar(name, split, base, download)
+    elif name in FOLDER_DATASETS:
+        path = base / FOLDER_DATASETS[name]
+        if not path.is_dir():
+            raise DataError(f"{name} not found: expected {path}/{{train,test}}/<class>/*.jpg "
+                            f"(set $AUGBENCH_DATA to the folder that holds {FOLDER_DATASETS[name]}/)")
+        ds = _load_imagefolder(name, _split_dir(path, split), split, base)
     elif isinstance(name, str) and name.startswith("imagefolder:"):
         path = Path(name.split(":", 1)[1]).expanduser()
         if not path.is_absolute() and not path.exists() and (base / path).exists():
             path = base / path
         ds = _load_imagefolder(name, _split_dir(path, split), split, base)
     else:
-        raise DataError(f"unknown dataset {name!r}: use 'cifar10', 'cifar100' or 'imagefolder:<path>'")
+        raise DataError(f"unknown dataset {name!r}: use one of {list(NAMES)} or 'imagefolder:<path>'")
     return balanced_subset(ds, subset, seed) if subset is not None else ds
 
 
