@@ -20,6 +20,8 @@ METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
 BACKBONES = ("resnet18", "resnet50", "vit_tiny", "vit_small")
 OPTIMIZERS = ("sgd", "lars", "adamw")
 BACKENDS = ("fused", "kornia")
+HEAD_NORMS = ("bn", "none")  # augbench.models.heads.NORMS / OUT_NORMS (kept here: config imports no torch)
+HEAD_OUT_NORMS = ("none", "bn", "bn_noaffine")
 
 
 class _FromRecipe:
@@ -34,7 +36,7 @@ FROM_RECIPE: Any = _FromRecipe()
 # What the fields marked R were before recipes (lightly-style SGD; one head shape for every method):
 # the "generic" recipe, and what a recipe that omits a field leaves there.
 GENERIC: dict[str, Any] = dict(
-    proj_depth=2, proj_hidden=2048, proj_dim=128, pred_hidden=512, tau_base=0.99, temperature=0.5,
+    proj_depth=2, proj_hidden=2048, proj_dim=128, proj_norm="bn", proj_out_norm=None, pred_hidden=512, tau_base=0.99, temperature=0.5,
     vicreg_weights=(25.0, 25.0, 1.0), barlow_lambda=0.005, barlow_scale=1.0, optimizer="sgd", lr=0.06,
     lr_scaling="linear", weight_decay=5e-4, exclude_bias_norm=False, lars_eta=0.001, lars_clip=False,
     warmup_epochs=0)
@@ -67,6 +69,8 @@ class RunConfig:
     proj_depth: int = FROM_RECIPE  # 0 = no projector, 1..3 linear/MLP layers
     proj_hidden: int = FROM_RECIPE
     proj_dim: int = FROM_RECIPE
+    proj_norm: str = FROM_RECIPE  # between the projector's layers: "bn" (BatchNorm) or "none"
+    proj_out_norm: str | None = FROM_RECIPE  # on its output: "none", "bn", "bn_noaffine"; None = the method's
     pred_hidden: int = FROM_RECIPE  # BYOL/SimSiam predictor
     momentum: bool | None = None  # EMA target encoder; None = the method's default (BYOL on)
     tau_base: float = FROM_RECIPE  # EMA coefficient at step 0, cosine to 1 (R)
@@ -185,6 +189,9 @@ class RunConfig:
         check_choice("backbone", BACKBONES)
         check_choice("optimizer", OPTIMIZERS)
         check_choice("backend", BACKENDS)
+        check_choice("proj_norm", HEAD_NORMS)
+        if self.proj_out_norm is not None:
+            check_choice("proj_out_norm", HEAD_OUT_NORMS)
         from augbench.data.dataset import NAMES as DATASETS
 
         if not isinstance(self.dataset, str) or not (

@@ -58,6 +58,7 @@ def environment(device) -> dict:
         "cuda": torch.version.cuda,
         "device": str(device),
         "device_name": device_name(device),
+        "num_threads": torch.get_num_threads(),  # CPU results are bitwise reproducible at this count
         "hostname": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }

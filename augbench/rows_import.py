@@ -1,4 +1,5 @@
 """`augbench rows import PATH [--results ROOT]`: rows produced elsewhere (a lent GPU) into ROOT/runs/.
+(`augbench rows verify` retrains rows to check them: augbench.rows_verify.)
 
 PATH is a folder or a .tar (.tar.gz, ...) holding `<run_id>.json` rows and, optionally, their
 per-epoch logs `<run_id>.csv` beside them (they go to ROOT/logs/). Every file is read and checked
@@ -48,6 +49,9 @@ def add_arguments(p) -> None:
                        parents=[common_options(leaf=True)])
     i.add_argument("path", help="a folder or a .tar of <run_id>.json rows (and <run_id>.csv logs)")
     i.add_argument("--results", metavar="ROOT", help="results root (default: $AUGBENCH_RESULTS or ./results)")
+    from augbench import rows_verify
+
+    rows_verify.add_parser(sub, common_options(leaf=True))
 
 
 def read_source(path: Path) -> tuple[dict[str, tuple[str, bytes]], bytes | None]:
@@ -157,6 +161,10 @@ def import_rows(path: str | Path, root: str | Path | None = None) -> dict[str, l
 
 
 def main(args) -> int:
+    if args.rows_cmd == "verify":
+        from augbench import rows_verify
+
+        return rows_verify.main(args)
     out = import_rows(args.path, args.results)
     root = RunStore.at(args.results).root
     print(f"{len(out['imported'])} row(s) imported into {root / 'runs'}, {len(out['kept'])} already done here "

@@ -113,9 +113,15 @@ def test_bench_train_writes_each_case_as_it_finishes(tmp_path, monkeypatch):
     assert rep["finished"] and rep["device_type"] == "cpu" and rep["device"].startswith("cpu")
     eager = {c["aug"]: c for c in rep["cases"] if c["mode"] == "eager"}
     assert eager[True]["epoch_s"] > 0 and eager[False]["epoch_s"] > 0 and eager[True]["eval_s"] > 0
-    assert all("CUDA only" in c["skipped"] for c in rep["cases"] if c["mode"] != "eager")
+    assert [c["mode"] for c in rep["cases"]] == ["nchw", "nchw", "eager", "eager"]  # the CPU's default modes
     ratio = rep["ratios"]["simclr/eager: with_aug / without_aug"]
     assert ratio == pytest.approx(eager[True]["epoch_s"] / eager[False]["epoch_s"])
+    nchw = {c["aug"]: c for c in rep["cases"] if c["mode"] == "nchw"}
+    assert rep["ratios"]["simclr/aug: images/s eager / nchw"] == pytest.approx(
+        nchw[True]["epoch_s"] / eager[True]["epoch_s"])
+    # FLOPs counted, held against a measured peak
+    assert rep["peak_gflops_sgemm"] > 0 and all(c["gflop_per_step"] > 0 for c in rep["cases"])
+    assert all(0 < c["share_of_peak"] == pytest.approx(c["gflops"] / rep["peak_gflops_sgemm"]) for c in rep["cases"])
     # interrupted during the second case: the first one is already on disk
     real, calls = bench_train.run_case, []
 

@@ -7,10 +7,11 @@ from augbench.models.heads import predictor, projector
 
 
 def build_method(cfg, backbone) -> Method:
-    """Heads from cfg.proj_depth/proj_hidden/proj_dim (depth 0 = identity, feat_dim out), a
+    """Heads from cfg.proj_depth/proj_hidden/proj_dim/proj_norm/proj_out_norm (depth 0 = identity,
+    feat_dim out; out norm None = the method's default: an affine BN for SimSiam, none otherwise), a
     predictor for BYOL/SimSiam, and an EMA target encoder when ``cfg.uses_momentum``."""
-    proj = projector(backbone.feat_dim, cfg.proj_hidden, cfg.proj_dim, cfg.proj_depth,
-                     last_bn=cfg.method == "simsiam")
+    out_norm = cfg.proj_out_norm if cfg.proj_out_norm is not None else ("bn" if cfg.method == "simsiam" else "none")
+    proj = projector(backbone.feat_dim, cfg.proj_hidden, cfg.proj_dim, cfg.proj_depth, cfg.proj_norm, out_norm)
     common = {"momentum": cfg.uses_momentum, "tau_base": cfg.tau_base}
     if cfg.method == "simclr":
         return SimCLR(backbone, proj, temperature=cfg.temperature, **common)
