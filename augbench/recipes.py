@@ -35,13 +35,18 @@ def load(path: str | Path = RECIPES_FILE) -> dict[str, dict[str, dict[str, dict[
     for name, rec in data["recipes"].items():
         if not isinstance(rec, dict) or not isinstance(rec.get("methods"), dict):
             raise RecipeError(f"{path}: recipes.{name}: expected a mapping with 'methods' (and optional 'common')")
+        base = rec.get("base")  # a recipe that changes a few values of an earlier one
+        if base is not None and base not in out:
+            raise RecipeError(f"{path}: recipes.{name}.base: {base!r} is not a recipe defined above it")
         common = rec.get("common") or {}
         where = {k: common[k] for k in ("repo", "file", "commit") if k in common}
         out[name] = {}
         for method, spec in rec["methods"].items():
             spec = spec or {}
             at = {**where, **{k: spec[k] for k in ("file", "commit") if k in spec}}
-            entries = {}
+            if base is not None and method not in out[base]:
+                raise RecipeError(f"{path}: recipes.{name}.{method}: the base recipe {base!r} has no {method}")
+            entries = dict(out[base][method]) if base is not None else {}
             for block, vals in (("common", common.get("values") or {}), (method, spec.get("values") or {})):
                 for field, v in vals.items():
                     loc = f"{path}: recipes.{name}.{block}.{field}"

@@ -80,3 +80,22 @@ def test_constructor_fills_recipe_fields_like_from_dict():
     assert (tiny.proj_hidden, tiny.proj_dim, tiny.pred_hidden, tiny.optimizer) == (32, 16, 8, "lars")
     assert tiny.given == {"proj_hidden", "proj_dim", "pred_hidden"}
     assert RunConfig(recipe="generic", lr=0.1).run_id != RunConfig(recipe="solo-learn", lr=0.1).run_id
+
+
+def test_channels_last_is_an_execution_field():
+    assert RunConfig(channels_last=False).run_id == RunConfig(channels_last=True).run_id == RunConfig().run_id
+    with pytest.raises(ConfigError, match="'channels_last'"):
+        RunConfig.from_dict({"channels_last": "yes"})
+
+
+def test_a_named_policy_follows_the_dataset_stats_and_image_size_and_keeps_its_name():
+    from augbench.augment.sizing import DATASET_STATS
+
+    c10 = RunConfig(policy="no_crop")
+    nette = RunConfig(policy="no_crop", dataset="imagenette32")
+    assert c10.policy_obj().params("normalize")["mean"] == tuple(DATASET_STATS["cifar10"][0])
+    assert nette.policy_obj().params("normalize")["mean"] == tuple(DATASET_STATS["imagenette32"][0])
+    assert nette.policy_name == "no_crop" and nette.run_id != c10.run_id
+    big = RunConfig(policy="full", image_size=48)
+    assert big.policy_obj().output_size == (48, 48) and big.policy_name == "full"
+    assert big.policy_obj().params("gaussian_blur")["kernel_size"] == 5  # SimCLR's ~10 % of the side, odd

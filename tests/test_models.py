@@ -99,3 +99,34 @@ def test_mlp_depths(depth, linears):
     assert out.shape == (4, head.out_dim) and head.out_dim == (8 if depth else 16)
     if depth == 0:
         assert torch.equal(out, x)
+
+
+@pytest.mark.parametrize("method,recipe,norms", [
+    # (BatchNorm1d layers between the projector's linears, the last one's affine) as the recipes cite
+    ("simclr", "solo-learn", (0, None)),  # solo-learn's Linear-ReLU-Linear
+    ("simclr", "lightly", (0, None)),  # lightly's SimCLRProjectionHead at the cited commit
+    ("byol", "solo-learn", (1, None)),
+    ("vicreg", "solo-learn", (2, None)),
+    ("simsiam", "solo-learn", (3, False)),  # ends in BatchNorm1d(affine=False)
+    ("simsiam", "lightly", (2, True)),  # ProjectionHead([... (2048, 2048, BN)]): affine
+    ("simclr", "generic", (1, None)),  # augbench's values before recipes: BN between layers
+])
+def test_projector_norms_follow_the_recipe(method, recipe, norms):
+    from augbench.config import RunConfig
+    from augbench.methods import build_method
+    from augbench.models import resnet18
+
+    cfg = RunConfig(method=method, recipe=recipe, width=4)
+    proj = build_method(cfg, resnet18(4)).projector
+    bns = [m for m in proj if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == norms[0]
+    last = proj[-1]
+    assert isinstance(last, torch.nn.BatchNorm1d) == (norms[1] is not None)
+    if norms[1] is not None:
+        assert last.affine is norms[1]
+    layers = list(proj) + [None]  # a linear followed by a BatchNorm has no bias
+    for lin, nxt in zip(layers, layers[1:]):
+        if isinstance(lin, torch.nn.Linear):
+            assert (lin.bias is None) == isinstance(nxt, torch.nn.BatchNorm1d)
+    row = cfg.to_dict()  # recorded in the row's config
+    assert row["proj_norm"] == cfg.proj_norm and "proj_out_norm" in row

@@ -151,4 +151,25 @@ def test_cli_lists_recipes_with_sources(capsys):
     one = capsys.readouterr().out
     assert "lr_scaling = none" in one and "simclr:" not in one and "solo-learn" not in one
     assert cli(["recipes", "nope"]) == 2
-    assert "unknown recipe 'nope'; recipes: ['solo-learn', 'lightly', 'generic']" in capsys.readouterr().err
+    assert "unknown recipe 'nope'; recipes: ['solo-learn', 'lightly', 'generic', 'cpu-small']" in capsys.readouterr().err
+
+
+def test_a_recipe_may_build_on_an_earlier_one(tmp_path):
+    from augbench.recipes import RecipeError, load
+
+    src = {"repo": "r", "file": "f", "commit": "c" * 40}
+    base = {"recipes": {"a": {"common": src, "methods": {"simclr": {"values": {"lr": {"value": 0.4, "key": "k"},
+                                                                              "temperature": {"value": 0.2, "key": "k"}}}}},
+                        "b": {"base": "a", "common": {**src, "repo": "mine"},
+                              "methods": {"simclr": {"values": {"lr": {"value": 0.1, "key": "row x"}}}}}}}
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(base))
+    recs = load(p)
+    assert recs["b"]["simclr"]["lr"]["value"] == 0.1 and recs["b"]["simclr"]["lr"]["repo"] == "mine"
+    assert recs["b"]["simclr"]["temperature"] == recs["a"]["simclr"]["temperature"]  # inherited with its source
+    base["recipes"]["b"]["base"] = "zzz"
+    p.write_text(yaml.safe_dump(base))
+    load.cache_clear()
+    with pytest.raises(RecipeError, match="recipes.b.base: 'zzz' is not a recipe defined above it"):
+        load(p)
+    load.cache_clear()

@@ -25,12 +25,15 @@ SMALL = {"name": "t", "base": {"epochs": 2, "width": 8}, "axes": {"policy": ["fu
 
 
 # ---------------------------------------------------------------------- shipped sweeps
-def test_crop_matters_is_three_methods_by_seven_policies_by_three_seeds():
+EXPECTED_ARMS = {"full", "no_crop", "no_color", "no_flip", "no_blur", "crop_only", "color_only", "blur_only",
+                 "flip_only"}
+
+
+def test_crop_matters_is_three_methods_by_nine_policies_by_three_seeds():
     cfgs = expand(load_sweep("crop_matters"))
-    assert len(cfgs) == 63 and len({c.run_id for c in cfgs}) == 63
+    assert len(cfgs) == 81 and len({c.run_id for c in cfgs}) == 81
     assert {c.method for c in cfgs} == {"simclr", "byol", "vicreg"}
-    assert {c.policy_name for c in cfgs} == {"full", "no_crop", "no_color", "no_flip", "no_blur", "crop_only",
-                                             "color_only"}
+    assert {c.policy_name for c in cfgs} == EXPECTED_ARMS  # every arm both verdicts expect
     assert {c.seed for c in cfgs} == {0, 1, 2}
     assert all(c.epochs == 30 and c.backbone == "resnet18" and c.cifar_stem for c in cfgs)
     # each method runs its published recipe (the default), not one shared set of values
@@ -199,3 +202,33 @@ def test_16_concurrent_writer_processes_leave_16_valid_rows(tmp_path):
 def test_status_with_nothing_run_says_so(tmp_path, capsys):
     assert cli(["sweep", "status", "--results", str(tmp_path)]) == 0
     assert "no sweep has run under" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,dataset,per_class", [("crop_matters_cpu", "cifar10", (1000, 500)),
+                                                    ("crop_matters_cpu_imagenette", "imagenette32", (850, 350))])
+def test_the_cpu_grids_hold_every_arm_seed_major_with_one_recipe_per_method(name, dataset, per_class):
+    cfgs = expand(load_sweep(name))
+    assert len(cfgs) == 81 and len({c.run_id for c in cfgs}) == 81
+    assert {c.policy_name for c in cfgs} == EXPECTED_ARMS and {c.method for c in cfgs} == {"simclr", "byol", "vicreg"}
+    assert [c.seed for c in cfgs] == sorted(c.seed for c in cfgs)  # seed-major: a grid cut short is balanced
+    assert {(c.dataset, c.subset, c.eval_subset, c.recipe, c.cifar_stem, c.width, c.epochs, c.batch_size)
+            for c in cfgs} == {(dataset, *per_class, "cpu-small", True, 8, 8, 128)}
+    by_method = {}
+    for c in cfgs:  # within a method every run shares the recipe's values: only policy and seed vary
+        d = {k: v for k, v in c.hashed_dict().items() if k not in ("policy", "seed")}
+        by_method.setdefault(c.method, set()).add(repr(sorted(d.items())))
+    assert all(len(v) == 1 for v in by_method.values())
+
+
+def test_the_cpu_recipe_departs_from_solo_learn_only_where_a_row_says_so():
+    from augbench import recipes
+
+    recs = recipes.load()
+    for method, entries in recs["cpu-small"].items():
+        for field, e in entries.items():
+            if e["repo"] == "augbench":
+                assert e["file"] == "sweeps/cpu_scale.yaml" and "row " in e["key"] and len(e["commit"]) == 40
+            else:  # inherited unchanged
+                assert e == recs["solo-learn"][method][field]
+    changed = {m: {f for f, e in es.items() if e["repo"] == "augbench"} for m, es in recs["cpu-small"].items()}
+    assert changed["simclr"] == {"proj_norm"} and "tau_base" in changed["byol"] and "proj_hidden" in changed["vicreg"]
