@@ -1,10 +1,17 @@
 # Thin wrappers around the `augbench` CLI. Variables: POLICY, SWEEP, METHOD, SEEDS, EPOCHS, EXECUTOR, OUT,
-# RESULTS (results root), YES=1 (start a long CPU sweep), ROWS (for import-rows).
+# RESULTS (results root), YES=1 (start a long CPU sweep; download missing data first), ROWS (for import-rows),
+# DATASET (for data: cifar10, cifar100 or stl10).
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 AUGBENCH := $(BIN)/augbench
-export AUGBENCH_DATA ?= $(abspath ../shared/data)
+# Datasets: $AUGBENCH_DATA when it is set (CI exports ../shared/data), else ./data (`make data` fills it).
+export AUGBENCH_DATA ?= $(abspath data)
+# `make test` with neither $AUGBENCH_DATA nor ./data: the suite's own default (tests/conftest.py: ../shared/data)
+TEST_ENV := $(if $(and $(filter file,$(origin AUGBENCH_DATA)),$(if $(wildcard data/.),,1)),env -u AUGBENCH_DATA)
+# the local SLURM of our build machines (make slurm-up); a real cluster needs none
+SLURM_LOCAL ?= ../shared/slurm
+DATASET  ?= cifar10
 
 POLICY   ?= simclr
 RESULTS  ?=
@@ -15,7 +22,7 @@ EPOCHS   ?=
 EXECUTOR ?= auto
 OUT      ?= results/figures/preview_$(POLICY).png
 
-.PHONY: setup docs test preview policies bench-aug bench-train train sweep status cancel collect import-rows plots tables report slurm-up slurm-down device-prep clean
+.PHONY: setup data docs test preview policies bench-aug bench-train train sweep status cancel collect import-rows verify-sample plots tables report slurm-up slurm-down device-prep clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -35,7 +42,11 @@ docs: setup
 	$(BIN)/python -m pdoc -o docs/api --docformat markdown --no-show-source --no-search $(API_MODULES)
 
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(TEST_ENV) $(BIN)/python -m pytest -q -ra
+
+# make data [DATASET=cifar100]: download, check the md5 and unpack into $(AUGBENCH_DATA); a no-op when there
+data: setup
+	$(AUGBENCH) data get $(DATASET)
 
 policies: setup
 	$(AUGBENCH) policies
@@ -68,6 +79,11 @@ cancel: setup
 collect: setup
 	$(AUGBENCH) collect $(if $(RESULTS),--results $(RESULTS))
 
+# retrain N committed rows picked at random and check that metrics and weights match exactly
+N ?= 2
+verify-sample: setup
+	$(AUGBENCH) rows verify --sample $(N) $(if $(RESULTS),--results $(RESULTS))
+
 # make import-rows ROWS=../shared/gpu-rows/f1e4a68   (a folder or a .tar of rows made elsewhere)
 import-rows: setup
 	$(AUGBENCH) rows import $(ROWS) $(if $(RESULTS),--results $(RESULTS))
@@ -81,11 +97,17 @@ tables: setup
 report: setup
 	$(AUGBENCH) report
 
+NO_SLURM = echo "make $@: no local SLURM here ($(SLURM_LOCAL)/$(1) is missing; it comes with our build machines, \
+or set SLURM_LOCAL=DIR). On a real cluster none is needed: with sbatch on the PATH, \`make sweep\` submits \
+job arrays there (EXECUTOR=slurm); without SLURM, \`make sweep\` runs locally (EXECUTOR=local)." >&2; exit 1
+
 slurm-up:
-	SLURM_LOCAL_ACCOUNTING=1 bash ../shared/slurm/start-local-slurm.sh
+	@test -f $(SLURM_LOCAL)/start-local-slurm.sh || { $(call NO_SLURM,start-local-slurm.sh); }
+	SLURM_LOCAL_ACCOUNTING=1 bash $(SLURM_LOCAL)/start-local-slurm.sh
 
 slurm-down:
-	bash ../shared/slurm/stop-local-slurm.sh
+	@test -f $(SLURM_LOCAL)/stop-local-slurm.sh || { $(call NO_SLURM,stop-local-slurm.sh); }
+	bash $(SLURM_LOCAL)/stop-local-slurm.sh
 
 # pack CIFAR-10 JPEGs + wheels for a lent GPU machine (then: scripts/device/gpu_checks.sh there)
 device-prep:

@@ -17,7 +17,8 @@ def not_done(df: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_gaps(df: pd.DataFrame, runs_root: Path) -> list[dict]:
     """Per sweep named in the rows: expected runs (from the sweep as run, results/sweeps/<name>/sweep.yaml,
-    else sweeps/<name>.yaml) without a done row. A sweep that cannot be expanded says why."""
+    else sweeps/<name>.yaml) without a done row. A sweep that cannot be expanded says why, and whether all of
+    its rows were imported (made elsewhere: its file need not be here)."""
     if df.empty or "sweep" not in df:
         return []
     from augbench import sweep as sw  # sweep files are config, not training code
@@ -36,10 +37,13 @@ def sweep_gaps(df: pd.DataFrame, runs_root: Path) -> list[dict]:
                 s = sw.load_sweep(name)
             cfgs = sw.expand(s)
         except Exception as e:  # a renamed or edited sweep file must not stop the report
-            out.append({"sweep": name, "error": f"cannot expand: {e}"})
+            rows = df[df["sweep"] == name]
+            imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
+            out.append({"sweep": name, "error": f"cannot expand: {e}", "imported": imported})
             continue
         miss = [c for c in cfgs if c.run_id not in done]
-        out.append({"sweep": name, "source": s.source, "expected": len(cfgs), "done": len(cfgs) - len(miss),
+        source = f"snapshot sweeps/{name}/sweep.yaml" if snap.exists() else f"sweeps/{name}.yaml"
+        out.append({"sweep": name, "source": source, "expected": len(cfgs), "done": len(cfgs) - len(miss),
                     "missing": [f"{c.method} / {c.policy_name} / {c.backbone} / seed {c.seed} "
                                 f"({status.get(c.run_id, 'no row')})" for c in miss]})
     return out

@@ -4,10 +4,13 @@ t-tests and Holm's correction across the ablations of a cell, rankings, rank agr
 Drops are `full - ablation` in accuracy points: positive means removing the augmentation hurt. With a few
 seeds a bootstrap interval is just [min, max] and a sign-flip permutation p cannot go below 2/2^n, so the
 intervals are Student-t intervals over seeds and the tests paired t-tests; with one seed there is neither
-(NaN, printed "–").
+(NaN, printed "–"). The sd behind every interval and test is floored at the accuracy's resolution (100 / test
+images, `resolution`): a run cannot tell apart accuracies closer than one test image, so zero or float-noise
+variance never makes a difference certain.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 
@@ -22,6 +25,13 @@ RANDOM_INIT = "knn_top1_random_init"  # kNN of the untrained encoder: what "lear
 # A cell: everything that must match for two runs to be comparable, except the policy and seed.
 CELL = ("method", "backbone", "dataset", "epochs")
 METRICS = ("knn_top1", "knn_top1_projector", "linear_top1", "finetune_top1", RANDOM_INIT)
+# (classes, images in the whole test split) of the named datasets (Tiny-ImageNet's test split is its val/);
+# `eval_subset` keeps that many per class
+TEST_SPLIT = {"cifar10": (10, 10_000), "cifar100": (100, 10_000), "imagenette32": (10, 3_925), "stl10": (10, 8_000),
+              "tiny-imagenet": (200, 10_000)}
+# resolution of an accuracy whose test-set size cannot be derived (an imagefolder: dataset): 1 of 10,000 images
+FALLBACK_RESOLUTION = 0.01
+POLICY_PARAMS = "policy_params"  # the parameters in which same-name policies differ (a cell column, when any)
 
 
 # Config fields that, when they vary between runs, also split cells (recipe, proj_depth, momentum, lr, ...).
@@ -43,7 +53,51 @@ def done_rows(df: pd.DataFrame) -> pd.DataFrame:
             d[c] = d[c].astype(int)
         if c in d and d[c].isna().any():
             d[c] = d[c].astype(object).where(d[c].notna(), "default")
+    d[POLICY_PARAMS] = policy_params(d.drop(columns=POLICY_PARAMS, errors="ignore"))
     return d
+
+
+def _params(spec) -> dict:
+    """{(op, param): JSON value} of a policy spec (JSON text), plus its per-view overrides."""
+    spec = json.loads(spec) if isinstance(spec, str) else {}
+    out = {("views", ""): json.dumps(spec.get("views"), sort_keys=True)}
+    for o in spec.get("ops", []):
+        out.update({(o.get("op"), k): json.dumps(v, sort_keys=True) for k, v in o.items() if k != "op"})
+    return out
+
+
+def policy_params(d: pd.DataFrame) -> pd.Series:
+    """Per run, the policy parameters in which runs of one policy name differ within a cell ("" when none do):
+    two specs of one name are never averaged. Each run is labelled with its own values of those parameters
+    (`color_jitter.brightness=[0.6, 1.4]`), so a `full` and a `no_crop` of the same variant stay together; a
+    run without the op in question (no_color for a jitter variant) cannot be placed and gets a cell of its own."""
+    out = pd.Series("", index=d.index, dtype=object)
+    if d.empty or "policy_spec" not in d or d["policy_spec"].isna().all():
+        return out
+    keys = cell_cols(d)
+    for _, g in d.groupby(keys, dropna=False) if keys else [((), d)]:
+        if g.groupby("policy")["policy_spec"].nunique().max() < 2:
+            continue
+        params = {i: _params(s) for i, s in g["policy_spec"].items()}
+        differ = sorted({k for _, gp in g.groupby("policy") for k in set().union(*(params[i] for i in gp.index))
+                         if len({params[i].get(k) for i in gp.index}) > 1})
+        for i in g.index:
+            out[i] = "; ".join(f"{op}.{k}={params[i][op, k]}" if k else f"{op}={params[i][op, k]}"
+                               for op, k in differ if (op, k) in params[i])
+    return out
+
+
+def resolution(rows: pd.DataFrame) -> float:
+    """The accuracy's resolution in points, 100 / test images, of the coarsest run in `rows`: test images =
+    `eval_subset` x classes (capped at the split), or the whole test split; FALLBACK_RESOLUTION (0.01) for a
+    dataset of unknown size."""
+    out = []
+    for ds, sub in zip(rows.get("dataset", []), rows.get("eval_subset", [None] * len(rows))):
+        classes, images = TEST_SPLIT.get(ds, (0, 0))
+        if images and isinstance(sub, (int, float, np.number)) and sub == sub and not isinstance(sub, bool):
+            images = min(images, int(sub) * classes)
+        out.append(100.0 / images if images else FALLBACK_RESOLUTION)
+    return max(out, default=FALLBACK_RESOLUTION)
 
 
 def effective_momentum(d: pd.DataFrame) -> pd.Series:
@@ -67,7 +121,8 @@ def cell_cols(df: pd.DataFrame) -> list[str]:
             return False
         return not core or bool((v.groupby([df[k] for k in core], dropna=False).nunique() > 1).any())
 
-    return core + [c for c in DESIGN if c in df.columns and varies(c)]
+    spec = [POLICY_PARAMS] if POLICY_PARAMS in df and df[POLICY_PARAMS].astype(str).nunique() > 1 else []
+    return core + [c for c in DESIGN if c in df.columns and varies(c)] + spec
 
 
 def cell_label(key: dict, sep: str = "\n") -> str:
@@ -95,28 +150,46 @@ def key_cols(table: pd.DataFrame) -> list[str]:
 
 
 # ---------------------------------------------------------------------- intervals and tests
-def t_interval(x, alpha: float = 0.05) -> tuple[float, float]:
-    """Student-t interval of the mean of x (seeds, or paired differences over seeds); NaN under two values."""
+def floored_sd(x, floor: float = FALLBACK_RESOLUTION) -> float:
+    """Sample sd (ddof=1) of x, at least `floor` (the accuracy's resolution); NaN under two values."""
+    x = np.asarray(x, dtype=float)
+    return max(float(x.std(ddof=1)), floor) if x.size >= 2 else math.nan
+
+
+def t_interval(x, alpha: float = 0.05, floor: float = FALLBACK_RESOLUTION) -> tuple[float, float]:
+    """Student-t interval of the mean of x (seeds, or paired differences over seeds), its sd floored at
+    `floor`; NaN under two values."""
     x = np.asarray(x, dtype=float)
     if x.size < 2:
         return (math.nan, math.nan)
-    m, se = float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
-    if se == 0:
-        return (m, m)
-    lo, hi = sps.t.interval(1 - alpha, x.size - 1, loc=m, scale=se)
+    lo, hi = sps.t.interval(1 - alpha, x.size - 1, loc=float(x.mean()), scale=floored_sd(x, floor) / math.sqrt(x.size))
     return (float(lo), float(hi))
 
 
-def ttest_p(diffs, alternative: str = "two-sided") -> float:
-    """Paired t-test p of mean(diffs) vs 0 (scipy.stats.ttest_1samp, = ttest_rel on the pairs); NaN under two
-    pairs. `alternative` as in scipy: "two-sided", "greater" (mean > 0) or "less"."""
+def ttest_p(diffs, alternative: str = "two-sided", floor: float = FALLBACK_RESOLUTION) -> float:
+    """Paired t-test p of mean(diffs) vs 0 (as scipy.stats.ttest_1samp, = ttest_rel on the pairs, whenever the
+    sd is above `floor`); NaN under two pairs. The sd is floored at `floor` (the accuracy's resolution): constant
+    differences are not certain, and float noise around an exact tie is no difference.
+    `alternative` as in scipy: "two-sided", "greater" (mean > 0) or "less"."""
     d = np.asarray(diffs, dtype=float)
     if d.size < 2:
         return math.nan
-    if np.allclose(d, d[0]):  # zero variance: scipy gives NaN; a constant non-zero diff is certain
-        sign = {"two-sided": d[0] != 0, "greater": d[0] > 0, "less": d[0] < 0}[alternative]
-        return 0.0 if sign else 1.0
-    return float(sps.ttest_1samp(d, 0.0, alternative=alternative).pvalue)
+    t, df = float(d.mean()) / (floored_sd(d, floor) / math.sqrt(d.size)), d.size - 1
+    p = {"greater": sps.t.sf(t, df), "less": sps.t.cdf(t, df), "two-sided": 2 * sps.t.sf(abs(t), df)}[alternative]
+    return float(min(p, 1.0))
+
+
+def seeds_to_decide(diffs, alpha: float = 0.05, floor: float = FALLBACK_RESOLUTION, least: int = 2,
+                    most: int = 1000):
+    """The fewest paired seeds (at least `least`) at which a one-sided paired t-test (mean > 0) at the observed
+    mean and (floored) sd of `diffs` would reach p < alpha; None when the observed mean is not above 0 or there
+    is no sd (one pair); `most` + 1 when even `most` seeds would not do."""
+    d = np.asarray(diffs, dtype=float)
+    if d.size < 2 or not d.mean() > 0:
+        return None
+    n = np.arange(max(least, 2), most + 1)
+    ok = np.flatnonzero(sps.t.sf(d.mean() * np.sqrt(n) / floored_sd(d, floor), n - 1) < alpha)
+    return int(n[ok[0]]) if ok.size else most + 1
 
 
 def holm(pvalues) -> np.ndarray:
@@ -143,14 +216,14 @@ class PairedResult:
         return dict(n=self.n, mean=self.mean, ci_lo=self.ci_lo, ci_hi=self.ci_hi, p=self.p)
 
 
-def paired_test(a, b, alpha: float = 0.05) -> PairedResult:
+def paired_test(a, b, alpha: float = 0.05, floor: float = FALLBACK_RESOLUTION) -> PairedResult:
     """Compare a and b paired element-wise (same seed): mean of a - b, its t-interval and paired t-test p."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal length, got {a.size} and {b.size}")
     d = a - b
-    lo, hi = t_interval(d, alpha)
-    return PairedResult(int(d.size), float(d.mean()) if d.size else math.nan, lo, hi, ttest_p(d))
+    lo, hi = t_interval(d, alpha, floor)
+    return PairedResult(int(d.size), float(d.mean()) if d.size else math.nan, lo, hi, ttest_p(d, floor=floor))
 
 
 # ---------------------------------------------------------------------- summaries
@@ -169,7 +242,7 @@ def summarize(df: pd.DataFrame, metric: str, by: tuple[str, ...] | None = None, 
     out = []
     for k, g in d.groupby(by, dropna=False):
         x = g[metric].to_numpy(float)
-        lo, hi = t_interval(x, alpha)
+        lo, hi = t_interval(x, alpha, resolution(g))
         out.append({**dict(zip(by, k)), "mean": x.mean(), "std": x.std(ddof=1) if x.size > 1 else math.nan,
                     "ci_lo": lo, "ci_hi": hi, "n": int(x.size), "seeds": _seeds(g["seed"])})
     return pd.DataFrame(out, columns=cols)
@@ -209,14 +282,16 @@ def drop_table(df: pd.DataFrame, metric: str, baseline: str = BASELINE, alpha: f
     """One line per (cell, ablation): mean drop, t-interval, paired t-test p, and p Holm-adjusted across the
     ablations of the cell (one family per cell and metric)."""
     long = paired_drops(df, metric, baseline)
-    keys = cell_cols(done_rows(df))
-    cols = keys + ["policy", "n", "mean", "ci_lo", "ci_hi", "p", "p_holm", "seeds"]
+    d = done_rows(df)
+    keys = cell_cols(d)
+    cols = keys + ["policy", "n", "mean", "ci_lo", "ci_hi", "p", "p_holm", "seeds", "resolution"]
     if long.empty:
         return pd.DataFrame(columns=cols)
     out = []
     for k, g in long.groupby(keys + ["policy"], dropna=False):
-        r = paired_test(g["drop"].to_numpy(float), np.zeros(len(g)), alpha).as_dict()
-        out.append({**dict(zip(keys + ["policy"], k)), **r, "seeds": _seeds(g["seed"])})
+        res = resolution(in_cell(d, dict(zip(keys, k[:len(keys)]))))
+        r = paired_test(g["drop"].to_numpy(float), np.zeros(len(g)), alpha, res).as_dict()
+        out.append({**dict(zip(keys + ["policy"], k)), **r, "seeds": _seeds(g["seed"]), "resolution": res})
     t = pd.DataFrame(out)
     t["p_holm"] = t.groupby(keys, dropna=False)["p"].transform(lambda p: holm(p.to_numpy()))
     return t[cols]
@@ -227,16 +302,34 @@ def leave_one_out_policies(policies) -> list[str]:
 
 
 def ranking(drops: pd.DataFrame) -> pd.DataFrame:
-    """Leave-one-out ablations ranked by mean drop within each cell (rank 1 = removal hurts most)."""
+    """Leave-one-out ablations ranked by mean drop within each cell (rank 1 = removal hurts most). Means closer
+    than the accuracy's resolution (drop_table's `resolution`) are ties and share the best rank of their run."""
     keys = key_cols(drops)
     d = drops[drops["policy"].isin(leave_one_out_policies(drops["policy"].unique()))].copy() if not drops.empty else drops
     cols = keys + ["rank", "augmentation", "policy", "mean", "ci_lo", "ci_hi", "n"]
     if d.empty:
         return pd.DataFrame(columns=cols)
     d["augmentation"] = d["policy"].str.removeprefix("no_")
-    d = d.sort_values(keys + ["mean"], ascending=[True] * len(keys) + [False])
-    d["rank"] = d.groupby(keys, dropna=False).cumcount() + 1
+    d = d.sort_values(keys + ["mean", "policy"], ascending=[True] * len(keys) + [False, True])
+    res = d["resolution"] if "resolution" in d else FALLBACK_RESOLUTION
+    # a new rank where a mean is at least the resolution below the one before it, else the same (a tie)
+    new = d.groupby(keys, dropna=False)["mean"].diff().abs().fillna(np.inf).ge(res)
+    d["rank"] = (d.groupby(keys, dropna=False).cumcount() + 1).where(new).groupby(
+        [d[k] for k in keys], dropna=False).ffill().astype(int)
     return d[cols].reset_index(drop=True)
+
+
+def projector_runs(d: pd.DataFrame) -> pd.DataFrame:
+    """Done runs `d` with kNN on both the backbone and the projector output (each cell's `full` runs when it has
+    any, else all of its runs), with gap = backbone - projector kNN: the projector claim and figure both use it."""
+    cols = ["knn_top1", "knn_top1_projector"]
+    if d.empty or not set(cols) <= set(d):
+        return d.iloc[0:0].assign(gap=pd.Series(dtype=float))
+    keys = cell_cols(d)
+    both = d.dropna(subset=cols)
+    has_base = both["policy"].eq(BASELINE).groupby([both[k] for k in keys], dropna=False).transform("any")
+    both = both[~has_base | both["policy"].eq(BASELINE)]
+    return both.assign(gap=both["knn_top1"] - both["knn_top1_projector"])
 
 
 # ---------------------------------------------------------------------- agreement with papers

@@ -1,7 +1,8 @@
 """Tables from result rows, each as Markdown and LaTeX under results/tables/ (formatting: analysis.tablefmt).
 
 Intervals are 95 % Student-t intervals over seeds ("–" with one seed); p-values are two-sided paired
-t-tests over seeds, Holm-adjusted across the ablations of a cell where the column says so."""
+t-tests over seeds, Holm-adjusted across the ablations of a cell where the column says so; the crop verdict tables' p
+is one-sided (unadjusted IUT for a yes, Holm-adjusted for a no)."""
 from __future__ import annotations
 
 import re
@@ -62,14 +63,23 @@ def ranking(df, metric, alpha=0.05) -> Table:
 
 def verdicts(df, metric, alpha=0.05) -> Table:
     v = V.crop_verdicts(df, metric, alpha=alpha)
-    keys = [c for c in v.columns if c not in ("verdict", "answer", "reason", "n", "order", "p")]
-    f = v[keys + ["verdict", "answer", "n"]].rename(columns={"answer": "crop most important?"})
+    keys = [c for c in v.columns if c not in V.COLUMNS]
+    f = v[keys + ["verdict", "label", "n", "vs"]].rename(columns={"label": "crop most important?"})
+    f["crop - vs"], f["95% CI"] = v["diff"], _ci(v)
+    f["p (yes: IUT, no: Holm)"] = v["p"]
+    f["seeds to decide"] = [V.needed_text(n) if a == "undecided" else "" for a, n in zip(v["answer"], v["needed"])]
     f["evidence"] = v["reason"]
     return Table(f"verdicts_{metric}", f"Is crop the most important augmentation? ({labels.metric(metric)})", f,
                  "leave-one-out: crop's drop above every other single removal's; only-one: crop_only above every "
-                 f"other <aug>_only arm. yes: every one-sided paired t-test (crop vs one other) rejects at alpha="
-                 f"{alpha} (intersection-union test); no: another is significantly above crop (Holm-adjusted); "
-                 "undecided otherwise (incl. one seed); not testable: the arms are missing (named).")
+                 f"other <aug>_only arm. yes: every one-sided paired t-test (crop vs one other) rejects at "
+                 f"alpha={alpha}, unadjusted (intersection-union test); no: another arm is significantly above crop "
+                 f"(one-sided, Holm-adjusted across the other arms); undecided otherwise, and under {V.MIN_SEEDS} "
+                 f"paired seeds; not testable: an expected arm is missing ({V.EXPECTED_ARMS}) or no seed pairs the "
+                 "arms. vs: the runner-up (yes), the comparison furthest from deciding (undecided) or the arm above "
+                 f"crop (no); crop - vs: mean paired difference in points with its {CI_NOTE}; the sd is floored at the "
+                 "accuracy's resolution (100 / test images) and means closer than that are ties (=). seeds to "
+                 "decide: paired seeds at which that comparison would reach p < alpha at the observed difference and "
+                 "sd (– when it points the other way).")
 
 
 def ablation(df, alpha=0.05) -> list[Table]:

@@ -2,6 +2,7 @@
 the layout itself is augbench.store's)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,7 +33,8 @@ def iter_rows(runs: str | Path | None = None) -> Iterable[Row]:
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
-    """One flat record per row for pandas: config fields, metrics, timings and env side by side."""
+    """One flat record per row for pandas: config fields (list values as JSON text), the policy's name and
+    its full spec (`policy_spec`, JSON), whether the row was imported, metrics, timings and env side by side."""
     cfg = dict(row.get("config", {}))
     pol = row.get("policy") or {}
     flat = {
@@ -49,9 +51,12 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
         "finished_at": row.get("finished_at"),
         "error": row.get("error"),
     }
-    for k, v in cfg.items():
-        if k not in flat and k != "policy" and not isinstance(v, (dict, list)):
-            flat[k] = v
+    for k, v in cfg.items():  # lists (vicreg_weights, ...) as canonical JSON text, so they group and compare
+        if k not in flat and k != "policy":
+            flat[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v
+    # the policy's every parameter, not only its name (two specs of one name are different runs)
+    flat["policy_spec"] = json.dumps(pol, sort_keys=True) if isinstance(pol, dict) else None
+    flat["imported"] = bool(row.get("imported"))
     for group in ("metrics", "timings", "env"):
         for k, v in (row.get(group) or {}).items():
             flat[f"{group}.{k}" if group == "env" else k] = v

@@ -47,10 +47,12 @@ def pick(store: RunStore, run_ids: list[str], sample: int | None, seed: int | No
             if row is None:
                 raise VerifyError(f"{store.row_path(rid)}: no such row")
             rows.append(row)
-    else:
-        done = sorted((r for r in store.iter_rows() if r.get("status") == DONE), key=lambda r: r["run_id"])
+    else:  # only rows this machine can re-derive: made here (not imported), on a device type it has
+        done = sorted((r for r in store.iter_rows() if r.get("status") == DONE and reproducible_here(r)),
+                      key=lambda r: r["run_id"])
         if sample < 1 or sample > len(done):
-            raise VerifyError(f"--sample {sample}: {len(done)} done row(s) under {store.runs}")
+            raise VerifyError(f"--sample {sample}: {len(done)} done row(s) under {store.runs} made on a device "
+                              f"this machine has")
         rows = random.Random(seed).sample(done, sample)
     for row in rows:
         if row.get("status") != DONE:
@@ -59,6 +61,14 @@ def pick(store: RunStore, run_ids: list[str], sample: int | None, seed: int | No
             print(f"{row['run_id']}: imported from {row['imported'].get('source')}; made on "
                   f"{row.get('env', {}).get('device_name')}: only a run on the same kind of device can match bit for bit")
     return rows
+
+
+def reproducible_here(row: dict[str, Any]) -> bool:
+    """Not imported, and made on a device type this machine has (a CUDA row needs CUDA)."""
+    import torch
+
+    device = str(row.get("env", {}).get("device", "cpu"))
+    return not row.get("imported") and (not device.startswith("cuda") or torch.cuda.is_available())
 
 
 def config_of(row: dict[str, Any]):

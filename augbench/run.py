@@ -23,7 +23,7 @@ import torch
 from augbench import checkpoint, distributed
 from augbench.config import ConfigError, RunConfig
 from augbench.errors import UserError, read_yaml
-from augbench.locks import RunLock, RunLocked
+from augbench.locks import LOCK_NAME, RunLock, RunLocked, owner_alive
 from augbench.store import DONE, RUNNING, Row, RunStore
 
 
@@ -91,10 +91,17 @@ def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: 
         return old
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else store.ckpt_dir(cfg.run_id)
     store.check_writable(ckpt_dir)
+    if distributed.rank() == 0:  # a run another process trains now: refused at once, before loading any data
+        owner = owner_alive(ckpt_dir)
+        if owner is not None:
+            raise RunLocked(cfg.run_id, owner, ckpt_dir / LOCK_NAME)
+    # everything that can refuse the run (the data too) before the lock makes its checkpoint folder:
+    # a refused run leaves nothing behind
+    prepared = _prepare(cfg)
     if distributed.rank() != 0:  # rank 0 holds the lock for the whole job
-        return _run_config(cfg, store, ckpt_dir, sweep, stop_at_step, force)
+        return _run_config(cfg, store, ckpt_dir, sweep, stop_at_step, force, prepared)
     with RunLock(ckpt_dir, cfg.run_id):
-        return _run_config(cfg, store, ckpt_dir, sweep, stop_at_step, force)
+        return _run_config(cfg, store, ckpt_dir, sweep, stop_at_step, force, prepared)
 
 
 def start_row(cfg: RunConfig, sweep: str | None, env: dict[str, Any]) -> Row:
@@ -105,35 +112,46 @@ def start_row(cfg: RunConfig, sweep: str | None, env: dict[str, Any]) -> Row:
                history=[])
 
 
-def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | None, stop_at_step: int | None,
-                force: bool) -> dict[str, Any]:
-    import time
-
-    from augbench.augment import Engine
+def _prepare(cfg: RunConfig) -> tuple[Any, torch.device, Any, Any]:
+    """Validate everything a run needs, its data included, before any work: (policy, device, train, test).
+    Raises a UserError (a ConfigError naming the field, a DataError naming the path) otherwise."""
     from augbench.data import load_dataset
-    from augbench.env import environment
-    from augbench.evaluate import evaluate_encoder, normalization, random_init_knn
-    from augbench.methods import build_method
-    from augbench.models import build_backbone
     from augbench.step import check_tensorboard
-    from augbench.train import NonFiniteLoss, mask_mode, pretrain, weights_sha256
 
-    # ---- validate everything before any work
     cfg.validate()
-    run_id = cfg.run_id
     policy = cfg.policy_obj()
     _check_policy_fits(cfg, policy)
     check_tensorboard(cfg.tensorboard)
     device = resolve_device(cfg)
-    log_path = store.log_path(run_id)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    train = load_dataset(cfg.dataset, split="train", subset=cfg.subset, seed=0)
-    test = load_dataset(cfg.dataset, split="test", subset=cfg.eval_subset, seed=0)
+    # size: the side an image folder of mixed sizes is resized to (same-size folders are kept as they are)
+    train = load_dataset(cfg.dataset, split="train", subset=cfg.subset, seed=0, size=cfg.image_size)
+    test = load_dataset(cfg.dataset, split="test", subset=cfg.eval_subset, seed=0, size=cfg.image_size)
     world = distributed.world_size()
     if cfg.batch_size * world > len(train.images):
         raise ConfigError(f"field 'batch_size' ({cfg.batch_size}) x {world} process(es) exceeds the "
                           f"{len(train.images)} training images of {cfg.dataset} (subset={cfg.subset})")
+    return policy, device, train, test
+
+
+def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | None, stop_at_step: int | None,
+                force: bool, prepared: tuple[Any, torch.device, Any, Any] | None = None) -> dict[str, Any]:
+    import time
+
+    from augbench.augment import Engine
+    from augbench.augment.engine import FALLBACKS
+    from augbench.env import environment
+    from augbench.evaluate import evaluate_encoder, normalization, random_init_knn
+    from augbench.methods import build_method
+    from augbench.models import build_backbone
+    from augbench.train import NonFiniteLoss, mask_mode, pretrain, weights_sha256
+
+    # ---- validate everything before any work (run_config has done so before taking the lock)
+    policy, device, train, test = prepared if prepared is not None else _prepare(cfg)
+    run_id = cfg.run_id
+    log_path = store.log_path(run_id)
+    world = distributed.world_size()
     resume = None if force else checkpoint.load(ckpt_dir)
     if resume is not None and resume.get("run_id") != run_id:
         raise UserError(f"{checkpoint.checkpoint_path(ckpt_dir)}: checkpoint of run {resume.get('run_id')}, "
@@ -147,6 +165,15 @@ def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | No
     engine = Engine(policy, backend=cfg.backend, seed=engine_seed, device=device, mask_mode=mask_mode(cfg, policy))
     row = start_row(cfg, sweep, {**environment(device), "world_size": world, "parallel": parallelism(),
                                  "aug_impl": engine.impl})  # the engine's code path: triton, numba, torch or kornia
+    aug_fallbacks_before, result = len(FALLBACKS), None
+
+    def record_fallbacks() -> None:
+        """env: the path the engine finally ran (aug_impl) and every fast path that failed and went on
+        on the reference path (`fallbacks`: the engines' kernels, fine-tuning's too, and the compiled
+        step; empty when none did). Execution only: nothing hashed, nothing computed differs."""
+        row["env"]["aug_impl"] = engine.impl
+        row["env"]["fallbacks"] = FALLBACKS[aug_fallbacks_before:] + (
+            [f for f in result.fallbacks if f["kind"] != "augment"] if result is not None else [])
 
     def write(r: Row) -> None:
         if rank == 0:  # the lock holder: no other process writes this row meanwhile
@@ -190,9 +217,11 @@ def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | No
     except Exception as e:
         row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
         row["finished_at"] = _now()
+        record_fallbacks()
         write(row)
         raise
     row["finished_at"] = _now()
+    record_fallbacks()
     write(row)
     return row
 
@@ -216,15 +245,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint folder (default: ROOT/checkpoints/<run_id>)")
     p.add_argument("--sweep", help="sweep name recorded in the row")
     p.add_argument("--force", action="store_true", help="train again, from scratch, a run whose row is done")
+    from augbench.cli import config_comments, field_choices, field_help
+
     hints = typing.get_type_hints(RunConfig)
-    g = p.add_argument_group("run settings (RunConfig fields; default: the file, else the built-in default)")
+    comments, choices = config_comments(), field_choices()  # what each field is: its comment in config.py
+    g = p.add_argument_group("run settings (RunConfig fields; default: the --config file, else the one shown; "
+                             "R: set by the recipe unless given; `none` for an optional value)")
     for f in dataclasses.fields(RunConfig):
         flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
         args = typing.get_args(hint)
-        help_ = f"default {f.default!r}"
+        help_ = field_help(f.name, f.default, comments, choices)
+        metavar = "N_PER_CLASS" if f.name in ("subset", "eval_subset") else (
+            f.name.upper() if f.name in choices else None)
         if f.name == "policy":
             g.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
-                           help="a named policy (see `augbench policies`) or a policy YAML file")
+                           help="a named policy (see `augbench policies`) or a policy YAML file "
+                                f"[default: {f.default}]")
         elif hint is bool or (bool in args):
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=help_)
@@ -234,7 +270,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         else:
             kind = next((a for a in (int, float, str) if hint is a or a in args), str)
             g.add_argument(flag, dest=f.name, type=_none_or(kind) if type(None) in args else kind,
-                           default=argparse.SUPPRESS, help=help_)
+                           default=argparse.SUPPRESS, metavar=metavar, help=help_)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -41,6 +41,32 @@ def compile_model(model: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     return model if mode is None else torch.compile(model, mode=mode)
 
 
+def first_line(e: BaseException) -> str:
+    """'Type: first line of the message': a compiler's error in one line (a message, a result row)."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
+class BufferSnapshot:
+    """A copy of a module's buffers (BatchNorm running statistics), taken before each compiled step:
+    when the step fails part-way and is redone eagerly, `restore` puts them back so the batch
+    updates them once. One foreach copy per step into tensors allocated once; only while compiled."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.buffers = [b for b in module.buffers()]
+        self.copies = [b.detach().clone() for b in self.buffers]
+
+    def save(self) -> None:
+        if self.buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self.copies, self.buffers)
+
+    def restore(self) -> None:
+        if self.buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self.buffers, self.copies)
+
+
 def fast_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> tuple[torch.optim.Optimizer, torch.Tensor | None]:
     """On CUDA, SGD/Adam(W) rebuilt as their fused kernels (one launch for all parameters) with the lr
     as a 0-d device tensor: setting it each step is a launch, not a recompile or a sync. Other

@@ -2,9 +2,11 @@
 
     <root>/runs/<run_id>.json          one row per run (schema: docs/design.md), written atomically
     <root>/logs/<run_id>.csv           per-epoch log
-    <root>/checkpoints/<run_id>/       last.pt (exact resume) and lock.json (who trains it now)
+    <root>/checkpoints/<run_id>/       last.pt (exact resume; the final one is kept, for export) and
+                                       lock.json (who trains it now)
     <root>/sweeps/<name>/              jobs.json (SLURM ledger), sweep.yaml, submitit/ and local/ logs
     <root>/cache/                      machine-local measurements (CPU calibration)
+    <root>/exports/<run_id>.pt|.json   a run's backbone and its card (`augbench export`)
     <root>/corrupt/                    files set aside by --discard-corrupt (never deleted)
 
 `<root>` is `--results` in every command, else $AUGBENCH_RESULTS, else ./results.

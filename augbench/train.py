@@ -38,6 +38,10 @@ class TrainResult:
     steps: int
     extra: dict[str, Any] = field(default_factory=dict)  # what the caller stored in the checkpoint
     compile_mode: str | None = None  # the torch.compile mode the step ran with; None = eager
+    # what failed and went on on the reference path: {"kind": "compile", "from": mode, "to": "eager",
+    # "epoch", "step", "error"} (the step stays eager from then on) and {"kind": "augment", "from":
+    # "triton"/"numba", "to": "torch", "error"} (the engine's kernel, see Engine.fallback)
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- data order & views
@@ -137,6 +141,10 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
     eager = model
     mode = fast.compile_mode(cfg.compile, device, distributed.is_distributed())
     model = fast.compile_model(model, mode)
+    # a compiled step that fails (compile, a recompile, CUDA-graph capture) is redone eagerly: its
+    # buffers (BatchNorm statistics) are put back first, so the batch counts once
+    snapshot = fast.BufferSnapshot(method) if model is not eager else None
+    fallbacks: list[dict[str, Any]] = []
     timer = fast.StepTimer(device)
 
     def save(epoch: int, i: int) -> None:
@@ -165,7 +173,6 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
 
     method.train()
     img_per_step = cfg.batch_size * world
-    first_step = True
     try:
         for epoch in range(start_epoch, cfg.epochs):
             order = epoch_permutation(len(images), cfg.seed, epoch, rank, world).to(device)
@@ -192,18 +199,22 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 timer.mark()
                 opt.zero_grad(set_to_none=True)
-                if first_step and model is not eager:
+                if model is not eager:
+                    snapshot.save()
                     try:
                         loss, logs = forward_backward(views, keep_idx)
-                    except Exception as e:  # noqa: BLE001 -- any compiler failure: train eagerly, say so once
-                        print(f"augbench: torch.compile (mode {mode}) failed, training eagerly: "
-                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
+                    except Exception as e:  # noqa: BLE001 -- any compiler / capture failure: train eagerly, say so once
+                        error = fast.first_line(e)
+                        print(f"augbench: torch.compile (mode {mode}) failed at epoch {epoch + 1} step {i + 1}, "
+                              f"training eagerly from this step on: {error}", flush=True)
+                        fallbacks.append({"kind": "compile", "from": mode, "to": "eager", "epoch": epoch + 1,
+                                          "step": i + 1, "error": error})
+                        snapshot.restore()  # BatchNorm statistics as before the failed step
                         model, mode = eager, None
-                        opt.zero_grad(set_to_none=True)
-                        loss, logs = forward_backward(views, keep_idx)
+                        opt.zero_grad(set_to_none=True)  # gradients a failed backward may have left
+                        loss, logs = forward_backward(views, keep_idx)  # the same views: no batch skipped or doubled
                 else:
                     loss, logs = forward_backward(views, keep_idx)
-                first_step = False
                 opt.step()
                 method.update_target(step, total_steps)
                 fast.add_logs(acc, loss, logs)
@@ -248,9 +259,12 @@ def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: to
 
     aug = sum(h["aug_s"] for h in history)
     busy = aug + sum(h["model_s"] for h in history)
+    aug_fallback = getattr(engine, "fallback", None)
+    if aug_fallback:
+        fallbacks.insert(0, {"kind": "augment", **aug_fallback})
     return TrainResult(history=history, final_loss=history[-1]["loss"], train_s=sum(h["epoch_s"] for h in history),
                        aug_fraction=aug / busy if busy > 0 else 0.0, steps=total_steps, extra=extra,
-                       compile_mode=mode)
+                       compile_mode=mode, fallbacks=fallbacks)
 
 
 def _add_times(acc: dict[str, Any], timer: fast.StepTimer) -> None:

@@ -144,11 +144,21 @@ def test_corrupt_image_is_named(tmp_path, tmp_cache):
         load_dataset(f"imagefolder:{root}")
 
 
-def test_mixed_sizes_name_the_file(tmp_path, tmp_cache):
+def test_mixed_sizes_are_resized_and_said_once(tmp_path, tmp_cache, capsys):
+    # (decode() itself still refuses mixed sizes unless asked to resize: test_parallel_decode_matches_serial)
     root = make_folder(tmp_path / "toy")
-    Image.new("RGB", (48, 40)).save(root / "train" / "dog" / "0002.jpg")
-    with pytest.raises(DataError, match=r"dog/0002\.jpg.*48x40"):
-        load_dataset(f"imagefolder:{root}")
+    Image.new("RGB", (48, 40), (200, 10, 10)).save(root / "train" / "dog" / "0002.jpg")
+    ds = load_dataset(f"imagefolder:{root}")  # to the first image's size
+    assert ds.images.shape == (6, 3, 32, 32)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "1 of 6 images" in err and "dog/0002.jpg" in err
+    assert torch.equal(ds.images[0], pil_decode(root / "train" / "cat" / "0000.jpg"))  # the others as they are
+    assert ds.images[5, 0].float().mean() > 150  # the red one, resized
+    big = load_dataset(f"imagefolder:{root}", size=40)  # to a given size: another cache entry
+    assert big.images.shape == (6, 3, 40, 40) and big.cache_path != ds.cache_path
+    assert "6 of 6 images" in capsys.readouterr().err
+    again = load_dataset(f"imagefolder:{root}")
+    assert again.cache_hit and again.cache_path == ds.cache_path and torch.equal(again.images, ds.images)
 
 
 def test_bad_name_and_split():

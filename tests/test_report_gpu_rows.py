@@ -46,7 +46,9 @@ def test_one_seed_prints_dashes_not_degenerate_intervals(gpu_report):
     drops = (gpu_report / "tables" / "drops_knn_top1.md").read_text()
     assert "| crop_only | 1 | 26.12 | – | – | – | 0 |" in drops
     assert "95 % CI" not in "\n".join(l for l in text.splitlines() if l.startswith("### "))  # no promised CI
-    assert "### Drop vs full: leave-one-out and only-one arms, kNN and linear (one seed: no interval)" in text
+    assert ("### Leave-one-out: drop vs full when one augmentation is removed, kNN and linear (one seed: no "
+            "interval)") in text
+    assert "### Only-one: accuracy with a single augmentation, kNN and linear (one seed: no interval)" in text
 
 
 def test_knn_and_linear_side_by_side_with_random_init(gpu_report, rows):
@@ -68,19 +70,20 @@ def test_knn_and_linear_side_by_side_with_random_init(gpu_report, rows):
 
 def test_both_crop_verdicts_for_both_metrics(gpu_report):
     text = (gpu_report / "REPORT.md").read_text()
-    for metric, order in (("knn_top1", "color 27.16 > crop 23.69 > flip 0.52 > blur -0.26"),
-                          ("linear_top1", "color 21.55 > crop 19.65 > blur 0.16 > flip -0.63")):
-        assert (f"simclr / resnet18 / cifar10 / 30 ep, {metric}, leave-one-out: **undecided** — 1 seed(s): a paired "
-                f"test needs at least 2; crop ranks 2 of 4 by mean drop ({order})") in text
-        assert (f"{metric}, only-one: **not testable** — nothing to compare crop_only against; not run: color_only, "
-                "blur_only, flip_only") in text
+    for metric, diff, order in (("knn_top1", "-3.47", "color 27.16 > crop 23.69 > flip 0.52 > blur -0.26"),
+                                ("linear_top1", "-1.90", "color 21.55 > crop 19.65 > blur 0.16 > flip -0.63")):
+        assert (f"simclr / resnet18 / cifar10 / 30 ep, {metric}, leave-one-out: **undecided** — crop − color: "
+                f"{diff} points, n=1; 1 paired seed(s): a yes or no needs at least 3; crop ranks 2 of 4 by mean drop "
+                f"({order}); one paired seed: no variance") in text
+        assert (f"{metric}, only-one: **not testable (missing: color_only, flip_only, blur_only)** — an expected arm "
+                "never ran; ran: crop_only.") in text
     assert "### Is crop the most important augmentation? (linear top-1)" in text
     assert "### Augmentations ranked by mean drop in linear top-1" in text
 
 
 def test_pdfs_embed_truetype_not_type3(gpu_report):
     pdfs = sorted((gpu_report / "figures").glob("*.pdf"))
-    assert {p.stem for p in pdfs} == {"drops", "projector", "protocols"}
+    assert {p.stem for p in pdfs} == {"drops", "only_one", "projector", "protocols"}
     for p in pdfs:
         b = p.read_bytes()
         assert not TYPE3.search(b), p
@@ -98,7 +101,16 @@ def test_latex_is_aligned_labelled_and_readable(gpu_report):
     assert spec.startswith("l S[table-format=1.0] S[table-format=2.2]")  # policy, n, kNN
     assert "$-$ crop & 1 & 41.47 & 4.29 & 23.69 &" in tex and "crop only &" in tex
     assert "no\\_crop" not in tex and "knn\\_top1" not in tex
-    assert "Ablations, kNN and linear: SimCLR / ResNet-18 / CIFAR-10 / 30 ep" in tex
+    assert "\\caption{Ablations, kNN and linear: SimCLR / ResNet-18 / CIFAR-10 / 30 ep.}" in tex
+    # wider than a column: table*; no p columns, as no test ran on one seed (the Markdown keeps its dashes)
+    head = next(line for line in tex.splitlines() if line.startswith("Policy &"))
+    assert "\\begin{table*}" in tex and "kNN drop" in head and "p (Holm)" not in head
+    assert "| kNN p (Holm) |" in (gpu_report / "tables" / "ablation_simclr_resnet18_cifar10_30.md").read_text()
+    # the caption is one sentence; the note (tests, Spearman) sits below the table
+    pvo = (gpu_report / "tables" / "paper_vs_ours_knn_top1.tex").read_text()
+    caption = re.search(r"\\caption\{(.*)\}", pvo)[1]
+    assert caption == "Paper vs ours: drop when an augmentation is removed." and "Spearman" not in caption
+    assert pvo.index("Spearman") > pvo.index("\\end{tabular}")
 
 
 def test_projector_axis_shows_the_gap(rows):

@@ -68,3 +68,16 @@ def test_bad_requests_are_refused(done_run, capsys):
     assert "no such row" in capsys.readouterr().err
     assert cli_main(["rows", "verify", "--sample", "5", "--results", str(root)]) == 2
     assert "1 done row(s)" in capsys.readouterr().err
+
+
+def test_sample_skips_rows_this_machine_cannot_re_derive(done_run, tmp_path, capsys):
+    root, run_id = done_run
+    other = tmp_path / "results"
+    (other / "runs").mkdir(parents=True)
+    row = json.loads((root / "runs" / f"{run_id}.json").read_text())
+    (other / "runs" / f"{run_id}.json").write_text(json.dumps(row))
+    gpu = {**row, "run_id": "feedfacefeedface", "imported": {"source": "gpu-rows/x"},
+           "env": {**row["env"], "device": "cuda:0"}}
+    (other / "runs" / "feedfacefeedface.json").write_text(json.dumps(gpu))
+    assert cli_main(["rows", "verify", "--sample", "2", "--results", str(other)]) == 2
+    assert "1 done row(s)" in capsys.readouterr().err  # the imported GPU row is not a candidate

@@ -78,9 +78,9 @@ def test_budget_leaves_runs_pending_and_the_next_session_completes_them(tmp_path
 
 
 def test_a_failing_run_is_reported_and_the_other_finishes(tmp_path, capsys):
-    # lr 1e30 passes validation, then the loss becomes NaN during training: a `failed` row
+    # lr 1e30 with plain SGD (the generic recipe) passes validation, then the loss becomes NaN: a `failed` row
     path = write_sweep(tmp_path, "parfail", axes={"policy": ["full"], "seed": [0]},
-                       include=[{"policy": "full", "seed": 0, "lr": 1e30}])
+                       include=[{"policy": "full", "seed": 0, "lr": 1e30, "recipe": "generic"}])
     root = tmp_path / "results"
     assert run(path, root, "--parallel", "2") == 1
     out = capsys.readouterr().out

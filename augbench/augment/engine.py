@@ -225,9 +225,16 @@ class Engine(nn.Module):
                                         f"for {oh}x{ow} images (reflect padding needs kernel_size // 2 < side)")
 
     @property
+    def fallback(self) -> dict[str, str] | None:
+        """None, or what fell back to the torch path after a kernel failure: {'from': 'triton' or
+        'numba', 'to': 'torch', 'error': 'Type: first line'} (the fused backend; see _FusedAdapter)."""
+        return getattr(self._backend, "fallback", None)
+
+    @property
     def impl(self) -> str:
-        """The code path: for `fused`, 'triton' or 'torch' (the last call's, or the one a call on
-        `device` would take; $AUGBENCH_FUSED_IMPL forces it), else the backend's name."""
+        """The code path: for `fused`, 'triton', 'numba' or 'torch' (the last call's, or the one a
+        call on `device` would take; $AUGBENCH_FUSED_IMPL forces it; 'torch' for good once a kernel
+        failed, see `fallback`), else the backend's name."""
         return getattr(self._backend, "impl", None) or self.backend_name
 
     def extra_repr(self) -> str:
@@ -247,29 +254,71 @@ def _is_order(o: Any) -> bool:
 
 
 class _FusedAdapter:
+    """The fused backend for an Engine, fail-safe: a kernel (Triton, numba, the CUDA sampler's crop
+    kernel) that raises when it compiles or launches switches this engine to the torch path for
+    good, with one warning (`fused.FastPathFallback`) and a record (`fallback`); the failed call is
+    redone on the torch path with the same parameters (no new draw), so the batch gets the pixels
+    the reference path gives for them. A UserError (bad input) is not a kernel fault: it propagates.
+    A fault the kernel reports later, asynchronously (an illegal address found at the next CUDA
+    sync), cannot be caught here."""
+
     def __init__(self, engine: Engine):
         from augbench.augment.backends import fused
 
         self.e = engine
         self.impl = fused.resolve_impl(engine.device or torch.device("cpu"), engine.dtype, engine.impl_request)
+        self.fallback: dict[str, str] | None = None
+
+    def _fall_back(self, path: str, err: Exception) -> None:
+        import warnings
+
+        from augbench.augment.backends import fused
+
+        if self.fallback is not None:
+            return
+        self.fallback = {"from": path, "to": "torch", "error": fused._first_line(err)}
+        self.impl = "torch"
+        FALLBACKS.append({"kind": "augment", "policy": self.e.policy.name, **self.fallback})
+        warnings.warn(f"augbench: the fused engine's {path} kernel failed ({self.fallback['error']}); "
+                      f"the run continues on the torch path (policy {self.e.policy.name!r})",
+                      fused.FastPathFallback, stacklevel=4)
+
+    def _sampler_failed(self, err: Exception) -> None:
+        self._fall_back("triton", err)
 
     def view(self, x: torch.Tensor, ops):
         from augbench.augment.backends import fused
 
         e = self.e
+        # on CUDA the sampler's crop kernel falls back inside the call, on the uniforms it drew
         params = fused.sample_params(ops, x.shape, e.generator(x.device), x.device, mask_mode=e.mask_mode,
-                                     jitter_order=e.jitter_order, order_gen=e._order_gen)
+                                     jitter_order=e.jitter_order, order_gen=e._order_gen,
+                                     crop_kernel=self.fallback is None, on_kernel_error=self._sampler_failed)
         return self.apply(x, ops, params), params
 
     def apply(self, x: torch.Tensor, ops, params):
         """The pixels of one view for given draws: `view` and replay share it."""
         from augbench.augment.backends import fused
 
-        self.impl = fused.resolve_impl(x.device, self.e.dtype, self.e.impl_request)  # triton on CUDA, numba on CPU
-        return fused.apply(x, ops, params, dtype=self.e.dtype, mask_mode=self.e.mask_mode, impl=self.impl)
+        e = self.e
+        plan = fused.prepare(x.shape, ops, params, x.device, e.mask_mode)
+        if self.fallback is None:
+            self.impl = fused.resolve_impl(x.device, e.dtype, e.impl_request)  # triton on CUDA, numba on CPU
+            if self.impl != "torch":
+                try:
+                    return fused.run_plan(x, plan, e.dtype, self.impl)
+                except UserError:
+                    raise
+                except Exception as err:  # noqa: BLE001 -- any compile / launch failure of the kernel
+                    self._fall_back(self.impl, err)
+        return fused.run_plan(x, plan, e.dtype, "torch")
 
     def state_dict(self):
         return {}
 
     def load_state_dict(self, state):
         pass
+
+
+# every fused-engine fallback of this process, in order (a run's row records those of its run)
+FALLBACKS: list[dict[str, str]] = []

@@ -1,4 +1,5 @@
-"""Decoded-image cache: one torch file per (source folder, file list, sizes, mtimes).
+"""Decoded-image cache: one torch file per (source folder, file list, sizes, mtimes; the size that
+images of mixed sizes were resized to).
 
 Any change to the files (added, removed, rewritten) changes the key, so a stale cache is never
 read. Writes go to a temporary file then rename, so concurrent jobs decoding the same data
@@ -34,8 +35,11 @@ def cache_dir(data_root: Path) -> Path:
     return Path.home() / ".cache" / "augbench"
 
 
-def cache_key(source: Path, files: list) -> str:
-    blob = json.dumps([CACHE_VERSION, str(source.resolve()), files], separators=(",", ":"))
+def cache_key(source: Path, files: list, resize: int | str | None = None) -> str:
+    """`resize`: the size mixed-size images were resized to (an int, or "first"); None for images
+    decoded as they are (the key of a same-size folder, unchanged by it)."""
+    parts = [CACHE_VERSION, str(source.resolve()), files] + ([{"resize": resize}] if resize is not None else [])
+    blob = json.dumps(parts, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -1,4 +1,5 @@
-"""``load_dataset``: CIFAR-10/100 (pickled or ImageFolder layout) and any ImageFolder, as uint8 tensors."""
+"""``load_dataset``: CIFAR-10/100 (pickled or ImageFolder layout), STL-10 (binary), Tiny-ImageNet
+and any ImageFolder, as uint8 tensors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -10,14 +11,19 @@ import torch
 from augbench.data import cache
 from augbench.data.cifar_pickle import LAYOUTS, find_pickled, load_pickled
 from augbench.data.errors import DataError
-from augbench.data.imagefolder import decode, scan
+from augbench.data.imagefolder import decode, image_size, scan
+from augbench.data.memory import check_fits
 from augbench.env import data_root
 
 SPLITS = ("train", "test")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+# Other layouts (augbench.data.layouts): STL-10's binary files (stl10/stl10_binary/*.bin, 96 px, with an
+# unlabeled split), Tiny-ImageNet's folders (tiny-imagenet/tiny-imagenet-200/, 64 px; "test" is its val/)
+LAYOUT_CLASSES = {"stl10": 10, "tiny-imagenet": 200}
+EXTRA_SPLITS = {"stl10": ("unlabeled", "train+unlabeled")}  # unlabeled images have label -1
 # Short names for image folders under the data root (train/<class>/*.jpg, test/<class>/*.jpg)
 FOLDER_DATASETS = {"imagenette32": "imagenette32"}  # Imagenette squashed to 32 px (its PROVENANCE.md)
-NAMES = (*NUM_CLASSES, *FOLDER_DATASETS)
+NAMES = (*NUM_CLASSES, *FOLDER_DATASETS, *LAYOUT_CLASSES)
 
 
 @dataclass
@@ -44,12 +50,18 @@ def to_device(ds: Dataset, device) -> Dataset:
 
 
 def load_dataset(name: str, split: str = "train", root=None, subset: int | None = None, seed: int = 0,
-                 download: bool = False) -> Dataset:
+                 download: bool = False, size: int | None = None) -> Dataset:
     """Load a whole split into memory. ``root`` is the data root holding ``<name>/`` (default
     ``$AUGBENCH_DATA``), or the dataset folder itself; ``subset=N`` keeps N images per class,
-    chosen by a shuffle seeded with ``seed``."""
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {list(SPLITS)} (got {split!r})")
+    chosen by a shuffle seeded with ``seed`` (and N x classes unlabeled images, where a split has
+    them). ``size``: the side, in pixels, that an image folder of mixed sizes is resized to (default:
+    its first image's size; one line says how many were resized); a folder whose images all share
+    one size is kept as it is. STL-10 also has the splits "unlabeled" and "train+unlabeled"."""
+    splits = (*SPLITS, *EXTRA_SPLITS.get(name, ()))
+    if split not in splits:
+        raise DataError(f"split must be one of {list(splits)} (got {split!r})")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise DataError(f"size must be a positive number of pixels (got {size!r})")
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise DataError(f"subset must be a positive number of images per class (got {subset!r})")
     base = Path(root).expanduser() if root is not None else data_root()
@@ -60,12 +72,16 @@ def load_dataset(name: str, split: str = "train", root=None, subset: int | None 
         if not path.is_dir():
             raise DataError(f"{name} not found: expected {path}/{{train,test}}/<class>/*.jpg "
                             f"(set $AUGBENCH_DATA to the folder that holds {FOLDER_DATASETS[name]}/)")
-        ds = _load_imagefolder(name, _split_dir(path, split), split, base)
+        ds = _load_imagefolder(name, _split_dir(path, split), split, base, size)
+    elif name in LAYOUT_CLASSES:
+        from augbench.data import layouts
+
+        ds = layouts.LOADERS[name](base, split, size)
     elif isinstance(name, str) and name.startswith("imagefolder:"):
         path = Path(name.split(":", 1)[1]).expanduser()
         if not path.is_absolute() and not path.exists() and (base / path).exists():
             path = base / path
-        ds = _load_imagefolder(name, _split_dir(path, split), split, base)
+        ds = _load_imagefolder(name, _split_dir(path, split), split, base, size)
     else:
         raise DataError(f"unknown dataset {name!r}: use one of {list(NAMES)} or 'imagefolder:<path>'")
     return balanced_subset(ds, subset, seed) if subset is not None else ds
@@ -98,45 +114,77 @@ def _load_cifar(name: str, split: str, base: Path, download: bool) -> Dataset:
             if ds.num_classes != NUM_CLASSES[name]:
                 raise DataError(f"{cand / split}: {ds.num_classes} class folders, {name} has {NUM_CLASSES[name]}")
             return ds
+    from augbench.data.download import how_to_get
+
     raise DataError(
-        f"{name} not found under {folder}: put the pickled batches in {folder / LAYOUTS[name][0]}/ "
-        f"(as torchvision downloads them) or images in {folder}/{{train,test}}/<class>/*.jpg; "
-        f"set $AUGBENCH_DATA or pass root=...; online, load_dataset({name!r}, download=True) fetches it "
-        f"(needs torchvision)")
+        f"{name} not found under {folder}. {how_to_get(name, base)} (in Python: "
+        f"load_dataset({name!r}, download=True)). Or put the pickled batches in {folder / LAYOUTS[name][0]}/ "
+        f"or images in {folder}/{{train,test}}/<class>/*.jpg, or set $AUGBENCH_DATA (or pass root=...) "
+        f"to the folder that holds {name}/")
 
 
 def _download(name: str, folder: Path) -> None:
-    try:
-        from torchvision import datasets
-    except ImportError:
-        raise DataError(f"download=True needs torchvision; or put {name} under {folder} by hand") from None
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    folder.mkdir(parents=True, exist_ok=True)
-    cls(str(folder), train=True, download=True)
+    from augbench.data.download import get  # the standard library's urllib; no torchvision
+
+    get(name, folder.parent)
 
 
-def _load_imagefolder(name: str, split_dir: Path, split: str, base: Path) -> Dataset:
+def _load_imagefolder(name: str, split_dir: Path, split: str, base: Path, size: int | None = None) -> Dataset:
     classes, files = scan(split_dir)
+    return load_files(name, split_dir, split, base, classes, files, size)
+
+
+def load_files(name: str, split_dir: Path, split: str, base: Path, classes: list[str],
+               files: list[tuple[str, int, int, int]], size: int | None = None) -> Dataset:
+    """Decode `files` ((path relative to split_dir, label, bytes, mtime_ns) each), through the cache.
+
+    A folder whose images share one size is cached under a key of its files alone; one of mixed
+    sizes is resized (to `size`, else to the first image's) and cached under a key that adds the
+    size, so each cache entry says what it holds and a different `size` never reads it."""
     path = cache.cache_path(base, name, split, cache.cache_key(split_dir, files))
-    hit = cache.load(path)
-    if hit is not None and len(hit["labels"]) == len(files) and list(hit["classes"]) == classes:
-        return Dataset(hit["images"], hit["labels"], classes, name, split_dir, split, path, True)
-    images = torch.from_numpy(decode(split_dir, [f[0] for f in files]))
+    sized = cache.cache_path(base, name, split, cache.cache_key(split_dir, files, resize=size or "first"))
+    for p in (path, sized):
+        hit = cache.load(p)
+        if hit is not None and len(hit["labels"]) == len(files) and list(hit["classes"]) == classes:
+            return Dataset(hit["images"], hit["labels"], classes, name, split_dir, split, p, True)
+    rels = [f[0] for f in files]
+    w, h = image_size(split_dir / rels[0])  # the others are this size, or resized to `size`
+    if size:
+        w, h = max(w, size), max(h, size)
+    n = len(rels) * 3 * w * h
+    check_fits(f"dataset {name} ({split}, {split_dir})", 2 * n,
+               f"{len(rels)} images x 3 x {h} x {w} bytes, twice while decoding")
+    resized: list[str] = []
+    images = torch.from_numpy(decode(split_dir, rels, resize=size or "first", resized=resized))
+    if resized:
+        import sys
+
+        print(f"augbench: {len(resized)} of {len(rels)} images of {name} ({split_dir}) were not "
+              f"{images.shape[3]}x{images.shape[2]} (e.g. {resized[0]}); resized them to it", file=sys.stderr, flush=True)
+    else:
+        sized = path  # one size throughout: the size did not matter
     labels = torch.tensor([f[1] for f in files], dtype=torch.int64)
-    saved = cache.save(path, {"images": images, "labels": labels, "classes": classes})
-    return Dataset(images, labels, classes, name, split_dir, split, path if saved else None, False)
+    saved = cache.save(sized, {"images": images, "labels": labels, "classes": classes})
+    return Dataset(images, labels, classes, name, split_dir, split, sized if saved else None, False)
 
 
 def balanced_subset(ds: Dataset, per_class: int, seed: int = 0) -> Dataset:
     """The first ``per_class`` images of each class after a shuffle seeded with ``seed``, kept in
     their original order (so the same seed always gives the same images)."""
     labels = ds.labels.cpu().numpy()
-    counts = np.bincount(labels, minlength=ds.num_classes)
-    if counts.min() < per_class:
+    unlabeled = int((labels < 0).sum())  # label -1 (STL-10's unlabeled split): N x classes of them
+    counts = np.bincount(labels[labels >= 0], minlength=ds.num_classes)
+    if unlabeled < len(labels) and counts.min() < per_class:
         c = int(counts.argmin())
         raise DataError(f"subset={per_class} images per class, but class {ds.classes[c]!r} of "
                         f"{ds.root} has only {counts[c]}")
+    if unlabeled and unlabeled < per_class * ds.num_classes:
+        raise DataError(f"subset={per_class} keeps {per_class * ds.num_classes} unlabeled images "
+                        f"({per_class} x {ds.num_classes} classes), but {ds.root} has only {unlabeled}")
     order = np.random.default_rng(seed).permutation(len(labels))
-    keep = np.concatenate([order[labels[order] == c][:per_class] for c in range(ds.num_classes)])
+    groups = [order[labels[order] == c][:per_class] for c in range(ds.num_classes) if unlabeled < len(labels)]
+    if unlabeled:
+        groups.append(order[labels[order] < 0][:per_class * ds.num_classes])
+    keep = np.concatenate(groups)
     idx = torch.from_numpy(np.sort(keep)).to(ds.images.device)
     return replace(ds, images=ds.images[idx], labels=ds.labels[idx])

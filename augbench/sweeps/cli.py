@@ -22,7 +22,7 @@ from augbench.store import FAILED, LOST, PENDING, RUNNING, RunStore
 from augbench.sweeps.ledger import cancel, latest_jobs, read_ledger, sacct_state
 from augbench.sweeps.local import InProcessExecutor, LocalExecutor
 from augbench.sweeps.plan import Budget, Estimator, fmt_s, make_plan
-from augbench.sweeps.schema import SWEEPS_DIR, SweepError, apply_overrides, expand, load_sweep, policy_sweep
+from augbench.sweeps.schema import SweepError, apply_overrides, expand, load_sweep, named_sweeps, policy_sweep
 
 CONFIRM_CPU_S = 30 * 60  # a local CPU plan longer than this needs --yes
 
@@ -54,7 +54,8 @@ def add_arguments(p) -> None:
     r.add_argument("--retry-failed", action="store_true", help="also rerun runs whose row is failed")
     r.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     r.add_argument("--yes", action="store_true",
-                   help="start even when the plan estimates over 30 minutes on this machine's CPU")
+                   help="start even when the plan estimates over 30 minutes on this machine's CPU, and "
+                        "download a missing dataset first (`augbench data get`)")
     r.add_argument("--results", help="results root (default: $AUGBENCH_RESULTS or ./results)")
     r.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and print the outcome")
     s = sub.add_parser("status", help="done/failed/running/lost/pending per sweep", parents=common)
@@ -108,8 +109,19 @@ def cmd_run(args) -> int:
 
         args.parallel, why = choose(root, session_device(plan.todo), workload(plan.todo))
         print(f"--parallel auto: {args.parallel} ({why})", flush=True)
+    missing = missing_data(plan.todo)
     if args.dry_run or not plan.todo:
+        for name in missing:
+            print(f"note: {name} is not here yet; the run needs it: {_how_to_get(name)}")
         return 0
+    if missing and not args.yes:
+        raise SweepError(f"sweep {sweep.name}: " + "; ".join(
+            f"{name} is not under the data root yet. {_how_to_get(name)}" for name in missing)
+            + ". Or pass --yes (make sweep ... YES=1) to download it now and start")
+    for name in missing:  # --yes
+        from augbench.data.download import get
+
+        get(name, log=lambda msg: print(msg, flush=True))
     if executor != "slurm" and plan.estimate_basis == "this CPU" and (plan.estimate_s or 0) > CONFIRM_CPU_S \
             and not args.yes:
         raise SweepError(f"sweep {sweep.name}: {len(plan.todo)} run(s) would take about {fmt_s(plan.estimate_s)} on "
@@ -135,8 +147,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def missing_data(configs) -> list[str]:
+    """Datasets of `configs` that `augbench data get` can fetch and that are not under the data root."""
+    from augbench.data.download import ARCHIVES, present
+
+    return sorted({c.dataset for c in configs if c.dataset in ARCHIVES and present(c.dataset) is None})
+
+
+def _how_to_get(name: str) -> str:
+    from augbench.data.download import how_to_get
+
+    return how_to_get(name)
+
+
 def known_sweeps(root: Path) -> list[str]:
-    names = {p.stem for p in SWEEPS_DIR.glob("*.yaml")} | {p.name for p in (root / "sweeps").glob("*") if p.is_dir()}
+    names = set(named_sweeps()) | {p.name for p in (root / "sweeps").glob("*") if p.is_dir()}
     return sorted(names)
 
 

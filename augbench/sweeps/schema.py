@@ -32,7 +32,11 @@ from augbench.augment.policy_specs import PolicySpecError, expand_policies
 from augbench.errors import UserError, read_yaml
 from augbench.store import RunStore
 
-SWEEPS_DIR = REPO_ROOT / "sweeps"
+# The shipped sweep files: the repository's sweeps/ in a source checkout (an editable install), else
+# the copy a wheel carries as package data (augbench/sweep_files: a link to ../sweeps in the source tree).
+PACKAGED_SWEEPS = Path(__file__).resolve().parents[1] / "sweep_files"
+SWEEPS_DIR = REPO_ROOT / "sweeps" if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "sweeps").is_dir() \
+    else PACKAGED_SWEEPS
 TOP_KEYS = {"name", "description", "base", "axes", "include", "exclude", "slurm", "estimate"}
 SLURM_KEYS = {"partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
               "array_parallelism", "account", "qos", "nodes", "constraint", "tasks_per_node"}
@@ -67,15 +71,27 @@ class Sweep:
 
 # ---------------------------------------------------------------------- loading and validation
 def resolve_path(spec: str | Path) -> Path:
-    """A path to a YAML file, or the name of one in sweeps/ (``crop_matters``)."""
+    """A path to a YAML file, or the name of a sweep: the user's own ./sweeps/NAME.yaml first, then
+    the shipped one (``crop_matters``)."""
     p = Path(spec)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p
-    for cand in (SWEEPS_DIR / f"{spec}.yaml", Path("sweeps") / f"{spec}.yaml"):
+    for folder in sweep_dirs():
+        cand = folder / f"{spec}.yaml"
         if cand.exists():
             return cand
-    known = sorted(q.stem for q in SWEEPS_DIR.glob("*.yaml"))
-    raise SweepError(f"{spec}: no such sweep file (named sweeps: {known})")
+    raise SweepError(f"{spec}: no such sweep file (named sweeps: {named_sweeps()})")
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweep names resolve, in order: ./sweeps/ (the working directory's), then the shipped ones."""
+    own = Path.cwd() / "sweeps"
+    return [own] if own.resolve() == SWEEPS_DIR.resolve() else [own, SWEEPS_DIR]
+
+
+def named_sweeps() -> list[str]:
+    """The names of the sweep files in ./sweeps/ and the shipped ones."""
+    return sorted({q.stem for d in sweep_dirs() for q in d.glob("*.yaml")})
 
 
 def load_sweep(spec: str | Path) -> Sweep:

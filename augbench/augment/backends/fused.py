@@ -107,15 +107,24 @@ def full_box(b: int, hw: tuple[int, int], device) -> torch.Tensor:
     return box
 
 
+def triton_sampler(device) -> bool:
+    """Whether `sample_params` draws with the CUDA sampler (`triton_sample`) on `device`."""
+    return torch.device(device).type == "cuda" and triton_available()
+
+
 def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device, *,
                   mask_mode: str = "pixel", jitter_order: Any = "batch",
-                  order_gen: torch.Generator | None = None) -> Params:
-    """Every random number one view of a batch needs, per op (see module docstring)."""
-    if torch.device(device).type == "cuda" and triton_available():  # one draw + one kernel (no ~80 launches)
+                  order_gen: torch.Generator | None = None, crop_kernel: bool = True,
+                  on_kernel_error=None) -> Params:
+    """Every random number one view of a batch needs, per op (see module docstring).
+    `crop_kernel` / `on_kernel_error`: the CUDA sampler's crop kernel, or its torch twin on the
+    same uniforms (see `triton_sample.sample_params`, the fail-safe path); no effect elsewhere."""
+    if triton_sampler(device):  # one draw + one kernel (no ~80 launches)
         from augbench.augment.backends import triton_sample
 
         return triton_sample.sample_params(ops, x_shape, gen, device, mask_mode=mask_mode,
-                                           jitter_order=jitter_order, order_gen=order_gen)
+                                           jitter_order=jitter_order, order_gen=order_gen,
+                                           crop_kernel=crop_kernel, on_kernel_error=on_kernel_error)
     b, _, H, W = x_shape
     out: Params = {}
     for op, p in ops:
@@ -219,12 +228,29 @@ def prepare(x_shape: Sequence[int], ops: Ops, params: Params, device, mask_mode:
     return Plan(output_hw(ops, (H, W)), geo is not None or flip is not None, box, flip, steps, mask)
 
 
+class FastPathFallback(RuntimeWarning):
+    """A fast path (a Triton or numba kernel, a compiled training step) failed and the run goes
+    on, on the reference path (see `Engine.fallback`, `TrainResult.fallbacks`)."""
+
+
+def _first_line(e: BaseException) -> str:
+    """'Type: first line of the message', for a one-line warning and a result row."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
 @functools.lru_cache(maxsize=None)
 def _imports(module: str) -> bool:
     """Whether a kernel module (and so its library: numba, triton) imports here."""
     try:
         importlib.import_module(f"augbench.augment.backends.{module}")
     except ImportError:
+        return False
+    except Exception as e:  # noqa: BLE001 -- a broken install (driver, toolchain): the torch path, said once
+        import warnings
+
+        warnings.warn(f"augbench: the fused backend's {module} path does not load ({_first_line(e)}); "
+                      "the torch path runs instead", FastPathFallback, stacklevel=2)
         return False
     return True
 
@@ -263,7 +289,12 @@ def apply(x: torch.Tensor, ops: Ops, params: Params, *, dtype: torch.dtype = tor
           mask_mode: str = "pixel", impl: str | None = None) -> torch.Tensor:
     """One view of the batch `x` (uint8 or float in [0, 1]) with explicit `params`."""
     plan = prepare(x.shape, ops, params, x.device, mask_mode)
-    path = resolve_impl(x.device, dtype, impl)
+    return run_plan(x, plan, dtype, resolve_impl(x.device, dtype, impl))
+
+
+def run_plan(x: torch.Tensor, plan: Plan, dtype: torch.dtype, path: str) -> torch.Tensor:
+    """A prepared view on the path 'triton', 'numba' or 'torch' (the kernels' one entry point:
+    `Engine` retries a failed kernel call here with path 'torch' and the same plan)."""
     if path == "triton":
         from augbench.augment.backends import triton_view
 

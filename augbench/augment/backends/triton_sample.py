@@ -73,6 +73,15 @@ def crop(u: torch.Tensor, c0: int, hw: tuple[int, int], p: dict) -> torch.Tensor
     return box
 
 
+def crop_torch(u: torch.Tensor, c0: int, hw: tuple[int, int], p: dict) -> torch.Tensor:
+    """`crop`'s torch twin on the same columns of u (`fused.crop_from_uniforms`, the gate, the
+    whole image where it is off): the fail-safe path when the kernel does not compile or launch."""
+    box = fused.crop_from_uniforms(u[:, c0:c0 + 10], u[:, c0 + 10:c0 + 20], u[:, c0 + 20], u[:, c0 + 21], hw,
+                                   p["scale"], p["ratio"])
+    on = u[:, c0 + 22] < float(p.get("p", 1.0))
+    return torch.where(on[:, None], box, fused.full_box(u.shape[0], hw, u.device))
+
+
 def _columns(ops) -> tuple[int, dict[str, int], list[tuple[str, str, float, float]]]:
     """u's layout: first one column per value (lo, hi) or gate (p, -1), in `cols` order, then
     23 per crop; returns (number of columns, first column of each crop block, cols)."""
@@ -87,7 +96,11 @@ def _columns(ops) -> tuple[int, dict[str, int], list[tuple[str, str, float, floa
 
 
 def sample_params(ops, x_shape: Sequence[int], gen: torch.Generator, device, *, mask_mode: str = "pixel",
-                  jitter_order: Any = "batch", order_gen: torch.Generator | None = None) -> fused.Params:
+                  jitter_order: Any = "batch", order_gen: torch.Generator | None = None,
+                  crop_kernel: bool = True, on_kernel_error=None) -> fused.Params:
+    """`crop_kernel=False`: crop boxes from `crop_torch` (no Triton launch). `on_kernel_error`: called
+    with the exception when the crop kernel fails; the boxes then come from `crop_torch` on the
+    same uniforms (no new draw: the same parameters). Without it the exception propagates."""
     b, _, H, W = x_shape
     k, crop0, cols = _columns(ops)
     u = torch.rand(b, max(k, 1), generator=gen, device=device)  # the one draw
@@ -100,7 +113,16 @@ def sample_params(ops, x_shape: Sequence[int], gen: torch.Generator, device, *, 
             out[op][key] = vals[i] if hi >= 0 else vals[i] < a
     for op, p in ops:
         if op == "random_resized_crop":
-            out[op]["box"] = crop(u, crop0[op], (H, W), p)
+            box = None
+            if crop_kernel:
+                try:
+                    box = crop(u, crop0[op], (H, W), p)
+                except Exception as e:  # noqa: BLE001 -- compile / launch: the twin below, if the caller says so
+                    if on_kernel_error is None:
+                        raise
+                    on_kernel_error(e)
+                    crop_kernel = False
+            out[op]["box"] = box if box is not None else crop_torch(u, crop0[op], (H, W), p)
             out[op]["applied"] = u[:, crop0[op] + 22] < p["p"]
         elif op == "resize":
             out[op]["box"] = fused.full_box(b, (H, W), device)

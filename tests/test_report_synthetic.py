@@ -1,0 +1,133 @@
+"""`augbench report` on synthetic rows (issue 18): two generations are byte-identical, the report states its
+settings and datasets without absolute paths or internal wording, imported rows are not holes, the figures
+agree with the text and with each other, and the LaTeX fits the page."""
+import re
+
+import matplotlib
+import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import to_rgba
+from test_verdicts_rules import CROP_AHEAD, frame, grid
+
+from analysis import claims, labels, plots
+from analysis.report import build
+from augbench.cli import main as cli_main
+from augbench.results import write_row
+
+GAP = {"full": 1.0}  # backbone - projector kNN: 1 point under full, 3 under every other policy
+
+
+def _rows():
+    """SimCLR on CIFAR-10 (all eight arms, 3 seeds) and BYOL on Imagenette-32 (leave-one-out, 2 seeds,
+    imported from elsewhere, its sweep file not here)."""
+    byol = {k: [v - 20 for v in CROP_AHEAD[k][:2]] for k in ("full", "no_crop", "no_color", "no_flip", "no_blur")}
+    rows = grid(CROP_AHEAD) + grid(byol, method="byol", dataset="imagenette32", lr=1.0)
+    for r in rows:
+        m, name = r["metrics"], r["policy"]["name"]
+        m.update(linear_top1=m["knn_top1"] + 5, knn_top1_random_init=30.0,
+                 knn_top1_projector=m["knn_top1"] - GAP.get(name, 3.0))
+        if r["method"] == "byol":
+            r.update(sweep="elsewhere", imported={"source": "gpu-rows/x", "file": f"{r['run_id']}.json"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def twice(tmp_path_factory):
+    """The report generated twice from the same rows (an absolute --results) into two output folders."""
+    root = tmp_path_factory.mktemp("results").resolve()
+    for r in _rows():
+        write_row(r, root / "runs")
+    outs = [root.parent / "out_a", root.parent / "out_b"]
+    for out in outs:
+        assert cli_main(["report", "--results", str(root), "--out", str(out)]) == 0
+    return root, outs
+
+
+def _files(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_two_generations_are_byte_identical(twice):
+    _, (a, b) = twice
+    fa, fb = _files(a), _files(b)
+    assert fa.keys() == fb.keys() and [k for k in fa if fa[k] != fb[k]] == []
+    assert {"REPORT.md", "figures/drops.png", "figures/drops.pdf", "tables/verdicts_knn_top1.tex"} <= set(fa)
+
+
+def test_report_reads_cleanly(twice):
+    root, (out, _) = twice
+    text = (out / "REPORT.md").read_text()
+    assert str(root.parent) not in text and not re.search(r"(?<![\w.`])/(tmp|home|work|root|Users)/", text)
+    assert not re.search(r"\bissue\b", text, re.I)
+    # the recipe, what every run shares, and what differs between the cells (BYOL's lr, the data sets)
+    settings = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    assert "- Recipe: generic" in settings and "vicreg_weights=[25.0, 25.0, 1.0]" in settings
+    assert "| cell | momentum | lr |" in settings  # BYOL's momentum encoder and lr: per method, not a column
+    assert "| byol / resnet18 / imagenette32 / 30 ep | True | 1.0 |" in settings
+    assert "- Data sets (finished runs): CIFAR-10 (27 runs), Imagenette-32 (10 runs)" in text
+    assert "On CIFAR-10:" in text and "On Imagenette-32:" in text
+    # imported rows whose sweep file is elsewhere: said once in the header, not listed as missing
+    assert "- Imported rows: 10" in text and "`elsewhere` have no sweep file here" in text
+    assert "elsewhere" not in text.split("## What is missing", 1)[1].split("\n## ", 1)[0]
+    assert "No holes" in text
+    # the published references, beside our drops (no_flip, no_blur, ... ran)
+    assert "## Published figures" in text and "### Paper vs ours" in text.split("## Published figures", 1)[1]
+    assert "*unadjusted*" in text and "Holm-adjusted one-sided tests" in text
+
+
+def test_no_published_section_without_comparable_arms(tmp_path):
+    for r in grid({"full": [80, 81, 82], "no_crop": [60, 61, 62]}):
+        write_row(r, tmp_path / "runs")
+    text = build(tmp_path / "runs", tmp_path / "out", only=None)["report"].read_text()
+    assert "## Published figures" not in text and "Paper vs ours" not in text
+
+
+def test_latex_tables_fit(twice):
+    _, (out, _) = twice
+    abl = (out / "tables" / "ablation_simclr_resnet18_cifar10_30.tex").read_text()
+    assert abl.count("\\begin{table*}") == 1 and "\\end{table*}" in abl
+    head = next(line for line in abl.splitlines() if line.startswith("Policy &"))
+    assert "kNN p (Holm)" in head  # three seeds: the tests ran, so their column stays
+    for p in (out / "tables").glob("*.tex"):
+        caption = re.search(r"\\caption\{(.*)\}", p.read_text())[1]
+        assert caption.endswith(".") and ". " not in caption, (p.name, caption)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures plots.* would save, kept open by name for inspection."""
+    figs = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out_dir, name, tight=True: figs.setdefault(name, fig) and [])
+    yield figs
+    for f in figs.values():
+        matplotlib.pyplot.close(f)
+
+
+def test_projector_figure_and_claim_use_the_same_runs(drawn, tmp_path):
+    df = frame(_rows())
+    plots.projector(df, tmp_path)
+    notes = [t.get_text() for ax in drawn["projector"].axes for t in ax.texts]
+    assert sorted(notes) == ["Δ +1.00 (n=2)", "Δ +1.00 (n=3)"]  # each cell's `full` runs
+    text = "\n".join(claims.projector(df, "knn_top1").text)
+    assert "over 5 runs (policy full): mean +1.00 points" in text
+
+
+def test_figures_share_labels_and_palette_and_keep_kinds_apart(drawn, tmp_path):
+    df = frame(_rows())
+    res = {f.name: f for f in (plots.drops(df, tmp_path), plots.only_one(df, tmp_path), plots.protocols(df, tmp_path))}
+    assert "fine-tun" not in res["protocols"].title.lower() and res["protocols"].title.endswith("kNN vs linear")
+    ticks = {name: [t.get_text() for ax in drawn[name].axes for t in ax.get_xticklabels()]
+             for name in ("drops", "only_one")}
+    assert ticks["drops"] and all(t.startswith("− ") for t in ticks["drops"])
+    assert ticks["only_one"] and all(" only\n" in t for t in ticks["only_one"])
+    knn = to_rgba(labels.PALETTE["kNN"])
+    for name in ("drops", "only_one", "protocols"):
+        colours = {p.get_facecolor() for ax in drawn[name].axes for p in ax.patches if p.get_height() > 0}
+        assert knn in colours, name
+    # two seeds: the seeds as dots, no interval; three seeds: t-intervals
+    panels = {ax.get_title().split(" / ")[2]: ax for ax in drawn["drops"].axes}
+    small, big = panels["Imagenette-32"], panels["CIFAR-10"]
+    assert not any(isinstance(c, LineCollection) for c in small.collections)
+    assert sum(len(c.get_offsets()) for c in small.collections if isinstance(c, PathCollection)) == 4 * 2 * 2
+    assert any(isinstance(c, LineCollection) for c in big.collections)
+    assert "dots: the seeds where n < 3" in res["drops"].title
