@@ -199,12 +199,15 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_completes(tmp_path):
     root, barrier = tmp_path / "res", tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(REPO), HOLD_ENV: str(barrier)}
     cmd = [sys.executable, "-m", "augbench.cli", "train", *TINY, "--results", str(root)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the child gets Python's own Ctrl-C handler whatever the test process did with SIGINT (a child
+    # started with SIGINT ignored never installs it)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     end = time.monotonic() + 300
     while not Path(str(barrier) + ".held").exists() and time.monotonic() < end:
         time.sleep(0.2)  # the first epoch's checkpoint is saved: mid-training
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "run the same command again" in err and "Traceback" not in err
     rid = run_id(root)
