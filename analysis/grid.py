@@ -21,7 +21,7 @@ def sweep_gaps(df: pd.DataFrame, runs_root: Path) -> list[dict]:
     its rows were imported (made elsewhere: its file need not be here)."""
     if df.empty or "sweep" not in df:
         return []
-    from augbench import sweep as sw  # sweep files are config, not training code
+    from augbench.sweeps import schema as sw  # sweep files are config, not training code
 
     done = set(df.loc[df["status"] == "done", "run_id"])
     status = dict(zip(df["run_id"], df["status"]))

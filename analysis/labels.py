@@ -9,7 +9,7 @@ METRIC = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1", "finetune_top1
 METHOD = {"simclr": "SimCLR", "byol": "BYOL", "vicreg": "VICReg", "barlow": "Barlow Twins", "simsiam": "SimSiam"}
 BACKBONE = {"resnet18": "ResNet-18", "resnet50": "ResNet-50", "vit_tiny": "ViT-Tiny", "vit_small": "ViT-Small"}
 DATASET = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenette32": "Imagenette-32", "stl10": "STL-10",
-           "tiny-imagenet": "Tiny-ImageNet"}
+           "stl10-unlabeled": "STL-10 (+unlabeled)", "tiny-imagenet": "Tiny-ImageNet"}
 PROTOCOL = {"knn_top1": "kNN", "linear_top1": "linear", "finetune_top1": "fine-tune"}
 # one colour per thing in every figure (seaborn's "deep" palette)
 PALETTE = {"kNN": "#4C72B0", "linear": "#DD8452", "fine-tune": "#55A868", "backbone": "#4C72B0",

@@ -11,8 +11,8 @@ import os
 import re
 from pathlib import Path
 
-from augbench.atomic import atomic_write
 from augbench.errors import UserError
+from augbench.store.atomic import atomic_write
 
 DEFAULT_METRIC = "knn_top1"
 NEAR_RANDOM = 8.0  # points above the random-init kNN below which an arm learned too little to rank augmentations
@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
 
 
 def load_rows(runs: Path):
-    from augbench.results import collect
+    from augbench.store.collect import collect
 
     try:
         return collect(runs, csv_path=False)
@@ -240,7 +240,7 @@ def near_random_lines(done, margin: float = NEAR_RANDOM) -> list[str]:
 
 
 def main(args) -> int:
-    from augbench.store import RunStore
+    from augbench.store.rows import RunStore
 
     from analysis.stats import METRICS
 

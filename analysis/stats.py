@@ -28,6 +28,7 @@ METRICS = ("knn_top1", "knn_top1_projector", "linear_top1", "finetune_top1", RAN
 # (classes, images in the whole test split) of the named datasets (Tiny-ImageNet's test split is its val/);
 # `eval_subset` keeps that many per class
 TEST_SPLIT = {"cifar10": (10, 10_000), "cifar100": (100, 10_000), "imagenette32": (10, 3_925), "stl10": (10, 8_000),
+              "stl10-unlabeled": (10, 8_000),
               "tiny-imagenet": (200, 10_000)}
 # resolution of an accuracy whose test-set size cannot be derived (an imagefolder: dataset): 1 of 10,000 images
 FALLBACK_RESOLUTION = 0.01

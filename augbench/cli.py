@@ -4,33 +4,35 @@ turns every expected failure into one message and a non-zero exit (``--debug``: 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import os
 import signal
 import sys
 import traceback
 
-from augbench.errors import UserError
+from augbench.errors import UserError, common_options
 
 # name -> (module, purpose: one line in `augbench --help`, at most ~55 characters). Modules are imported
 # only when their command runs (torch is slow to import), except to build their own arguments.
 COMMANDS = {
     "policies": ("augbench.augment.listing", "list the named augmentation policies and their ops"),
+    "ops": ("augbench.augment.ops.listing", "list the augmentation ops and their parameters"),
     "preview": ("augbench.augment.preview", "write a PNG of real images and their augmented views"),
-    "bench-aug": ("augbench.bench", "time the augmentation backends (views/s)"),
-    "bench-train": ("augbench.bench_train", "time each method's epoch and its evaluation"),
+    "bench-aug": ("augbench.bench.augment", "time the augmentation backends (views/s)"),
+    "bench-train": ("augbench.bench.train", "time each method's epoch and its evaluation"),
     "recipes": ("augbench.recipes", "list the training recipes and where each value comes from"),
     "data": ("augbench.data.download", "download a dataset (cifar10, cifar100, stl10)"),
     "train": ("augbench.run", "pretrain + evaluate one config and write its result row"),
     "sweep": ("augbench.sweeps.cli", "run, inspect or cancel a sweep (SLURM or local)"),
-    "collect": ("augbench.results_cli", "gather result rows into results/runs.csv"),
-    "rows": ("augbench.rows_import", "import result rows made elsewhere (a folder or .tar)"),
+    "collect": ("augbench.store.collect", "gather result rows into results/runs.csv"),
+    "rows": ("augbench.sweeps.verify", "import result rows made elsewhere (a folder or .tar)"),
     "export": ("augbench.export", "write a run's backbone (weights + card) to take away"),
     "report": ("analysis.report", "figures, tables and results/REPORT.md from the rows"),
 }
 # the longer text at the top of `augbench COMMAND --help` (default: the purpose)
 DETAILS = {
+    "ops": "list every augmentation op (built-in and those $AUGBENCH_OPS registers) with its parameters and "
+           "defaults, the fused backend's fast paths that cover it, and the RandAugment / TrivialAugment candidates",
     "bench-aug": "time the augmentation backends (views/s: fused vs kornia vs albumentations) and write "
                  "results/bench/*.json",
     "bench-train": "time each method's epoch (with/without augmentation, eager/compiled) and the evaluation; "
@@ -47,115 +49,6 @@ DESCRIPTION = ("augbench: which augmentation matters for which self-supervised m
 EPILOG = ("`augbench COMMAND --help` shows a command's options. Datasets resolve under $AUGBENCH_DATA "
           "(default ./data); on a machine without them, `augbench data get cifar10` fetches CIFAR-10.")
 MAX_DISCARDS = 100  # --discard-corrupt: at most this many files set aside in one command
-
-
-def common_options(leaf: bool = False) -> argparse.ArgumentParser:
-    """--debug and --discard-corrupt for every command; `leaf`: for a command's ACTION parsers too
-    (no default there, so a flag given before the ACTION is kept)."""
-    p = argparse.ArgumentParser(add_help=False)
-    default = argparse.SUPPRESS if leaf else False
-    p.add_argument("--debug", action="store_true", default=default, help="show the traceback of an error")
-    p.add_argument("--discard-corrupt", action="store_true", default=default,
-                   help="move a corrupt row, ledger or checkpoint aside into <results>/corrupt/ and go on")
-    return p
-
-
-# `augbench train --help`: what a RunConfig field is when its comment in augbench/config.py is missing
-# or does not say (the comment, where there is one, comes first)
-FIELD_HELP = {
-    "method": "the self-supervised method",
-    "backbone": "the encoder",
-    "cifar_stem": "ResNet: one 3x3 stride-1 conv in place of the 7x7 conv + max-pool (for 32 px images)",
-    "dataset": "training and evaluation data, under $AUGBENCH_DATA; `augbench data get NAME` fetches "
-               "cifar10, cifar100, stl10",
-    "image_size": "side of the views, in pixels",
-    "proj_depth": "projector depth",
-    "proj_hidden": "projector hidden width",
-    "proj_dim": "projector output width",
-    "proj_norm": "projector norm",
-    "proj_out_norm": "projector output norm",
-    "pred_hidden": "predictor hidden width",
-    "temperature": "softmax temperature",
-    "vicreg_weights": "VICReg loss weights",
-    "barlow_lambda": "Barlow Twins weight of the off-diagonal (redundancy) term",
-    "epochs": "pretraining epochs",
-    "batch_size": "images per step, per process",
-    "optimizer": "the pretraining optimizer",
-    "lr": "pretraining learning rate",
-    "lr_scaling": "how the lr follows the batch size",
-    "weight_decay": "weight decay of the pretraining optimizer",
-    "warmup_epochs": "epochs of linear lr warm-up",
-    "views": "augmented views per image",
-    "backend": "the augmentation engine's backend",
-    "compile": "torch.compile of the training step",
-    "seed": "seed of the weights, the data order and the augmentations",
-    "knn_k": "kNN evaluation: neighbours",
-    "knn_t": "kNN evaluation: temperature",
-    "linear_epochs": "linear probe: epochs",
-    "linear_lr": "linear probe: learning rate",
-    "finetune_epochs": "fine-tuning: epochs",
-    "finetune_lr": "fine-tuning: learning rate",
-    "progress": "show progress bars",
-    "device": "auto (CUDA when there is one, else the CPU), cpu or cuda[:N]",
-    "num_threads": "CPU threads for torch; none = torch's own choice",
-}
-
-
-def config_comments() -> dict[str, str]:
-    """field -> the comment on its line in the source of augbench.config.RunConfig (read with
-    tokenize; empty when the source is not available)."""
-    import inspect
-    import io
-    import textwrap
-    import tokenize
-
-    from augbench.config import RunConfig
-
-    try:
-        src = textwrap.dedent(inspect.getsource(RunConfig))
-        tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
-    except (OSError, TypeError, tokenize.TokenError, SyntaxError):
-        return {}
-    lines: dict[int, list[tokenize.TokenInfo]] = {}
-    skip = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
-    for t in tokens:
-        if t.type not in skip:
-            lines.setdefault(t.start[0], []).append(t)
-    body = min((ts[0].start[1] for ts in lines.values() if ts[0].start[1] > 0), default=4)
-    comments = {}
-    for n in sorted(lines):
-        ts = lines[n]
-        if ts[0].start[0] != n or ts[0].start[1] != body:
-            continue  # a continuation line, or deeper inside a method
-        if ts[0].type == tokenize.NAME and ts[0].string in ("def", "class") or ts[0].string == "@":
-            break  # the fields come before the methods
-        if ts[0].type == tokenize.NAME and len(ts) > 2 and ts[1].string == ":" and ts[-1].type == tokenize.COMMENT:
-            comments[ts[0].string] = ts[-1].string.lstrip("#").strip()
-    return comments
-
-
-def field_help(name: str, default, comments: dict[str, str], choices: dict[str, list[str]]) -> str:
-    """One RunConfig field's help: what it is, its choices, its default."""
-    from augbench.config import FROM_RECIPE
-
-    text = "; ".join(x for x in (FIELD_HELP.get(name), comments.get(name)) if x) or name.replace("_", " ")
-    if name in choices:
-        text += f" (one of: {', '.join(choices[name])})"
-    shown = "from the recipe" if default is FROM_RECIPE else default
-    text += f" [default: {shown}]" if shown is not dataclasses.MISSING else ""
-    return text.replace("%", "%%")
-
-
-def field_choices() -> dict[str, list[str]]:
-    """The values a RunConfig field takes, where it is one of a list."""
-    from augbench import config, recipes
-    from augbench.data.dataset import NAMES
-
-    out = {"method": config.METHODS, "backbone": config.BACKBONES, "optimizer": config.OPTIMIZERS,
-           "backend": config.BACKENDS, "recipe": recipes.names(), "dataset": (*NAMES, "imagefolder:<path>"),
-           "compile": config.COMPILE_SETTINGS, "lr_scaling": ("linear", "none"),
-           "proj_norm": getattr(config, "HEAD_NORMS", None), "proj_out_norm": getattr(config, "HEAD_OUT_NORMS", None)}
-    return {k: list(v) for k, v in out.items() if v}
 
 
 def _version() -> str:
@@ -213,7 +106,7 @@ def _main(argv: list[str] | None) -> int:
     if getattr(args, "_missing", None):
         print(f"augbench {args.command}: not available ({args._missing})", file=sys.stderr)
         return 2
-    from augbench.store import CorruptFile, discard
+    from augbench.store.rows import CorruptFile, discard
 
     def fail(msg: str) -> None:
         if args.debug:

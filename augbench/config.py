@@ -13,8 +13,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from augbench.errors import UserError, read_yaml
 from augbench import recipes
+from augbench.errors import UserError, read_yaml
+from augbench.recipes import GENERIC
 
 METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
 BACKBONES = ("resnet18", "resnet50", "vit_tiny", "vit_small")
@@ -32,14 +33,6 @@ class _FromRecipe:
 
 
 FROM_RECIPE: Any = _FromRecipe()
-
-# What the fields marked R were before recipes (lightly-style SGD; one head shape for every method):
-# the "generic" recipe, and what a recipe that omits a field leaves there.
-GENERIC: dict[str, Any] = dict(
-    proj_depth=2, proj_hidden=2048, proj_dim=128, proj_norm="bn", proj_out_norm=None, pred_hidden=512, tau_base=0.99, temperature=0.5,
-    vicreg_weights=(25.0, 25.0, 1.0), barlow_lambda=0.005, barlow_scale=1.0, optimizer="sgd", lr=0.06,
-    lr_scaling="linear", weight_decay=5e-4, exclude_bias_norm=False, lars_eta=0.001, lars_clip=False,
-    warmup_epochs=0)
 
 # Fields that change how a run executes but not what it computes; left out of the run id.
 EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard",
@@ -301,3 +294,96 @@ class RunConfig:
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(RunConfig) if f.default is FROM_RECIPE)
 assert RECIPE_FIELDS == set(GENERIC), "every recipe field needs a GENERIC value"
+
+
+# ---------------------------------------------------------------------------- help text of the fields
+# `augbench train --help`: what a RunConfig field is when its comment above is missing or does not say
+# (the comment, where there is one, comes first)
+FIELD_HELP = {
+    "method": "the self-supervised method",
+    "backbone": "the encoder",
+    "cifar_stem": "ResNet: one 3x3 stride-1 conv in place of the 7x7 conv + max-pool (for 32 px images)",
+    "dataset": "training and evaluation data, under $AUGBENCH_DATA; `augbench data get NAME` fetches "
+               "cifar10, cifar100, stl10",
+    "image_size": "side of the views, in pixels",
+    "proj_depth": "projector depth",
+    "proj_hidden": "projector hidden width",
+    "proj_dim": "projector output width",
+    "proj_norm": "projector norm",
+    "proj_out_norm": "projector output norm",
+    "pred_hidden": "predictor hidden width",
+    "temperature": "softmax temperature",
+    "vicreg_weights": "VICReg loss weights",
+    "barlow_lambda": "Barlow Twins weight of the off-diagonal (redundancy) term",
+    "epochs": "pretraining epochs",
+    "batch_size": "images per step, per process",
+    "optimizer": "the pretraining optimizer",
+    "lr": "pretraining learning rate",
+    "lr_scaling": "how the lr follows the batch size",
+    "weight_decay": "weight decay of the pretraining optimizer",
+    "warmup_epochs": "epochs of linear lr warm-up",
+    "views": "augmented views per image",
+    "backend": "the augmentation engine's backend",
+    "compile": "torch.compile of the training step",
+    "seed": "seed of the weights, the data order and the augmentations",
+    "knn_k": "kNN evaluation: neighbours",
+    "knn_t": "kNN evaluation: temperature",
+    "linear_epochs": "linear probe: epochs",
+    "linear_lr": "linear probe: learning rate",
+    "finetune_epochs": "fine-tuning: epochs",
+    "finetune_lr": "fine-tuning: learning rate",
+    "progress": "show progress bars",
+    "device": "auto (CUDA when there is one, else the CPU), cpu or cuda[:N]",
+    "num_threads": "CPU threads for torch; none = torch's own choice",
+}
+
+
+def config_comments() -> dict[str, str]:
+    """field -> the comment on its line in the source of RunConfig (read with
+    tokenize; empty when the source is not available)."""
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        src = textwrap.dedent(inspect.getsource(RunConfig))
+        tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
+    except (OSError, TypeError, tokenize.TokenError, SyntaxError):
+        return {}
+    lines: dict[int, list[tokenize.TokenInfo]] = {}
+    skip = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+    for t in tokens:
+        if t.type not in skip:
+            lines.setdefault(t.start[0], []).append(t)
+    body = min((ts[0].start[1] for ts in lines.values() if ts[0].start[1] > 0), default=4)
+    comments = {}
+    for n in sorted(lines):
+        ts = lines[n]
+        if ts[0].start[0] != n or ts[0].start[1] != body:
+            continue  # a continuation line, or deeper inside a method
+        if ts[0].type == tokenize.NAME and ts[0].string in ("def", "class") or ts[0].string == "@":
+            break  # the fields come before the methods
+        if ts[0].type == tokenize.NAME and len(ts) > 2 and ts[1].string == ":" and ts[-1].type == tokenize.COMMENT:
+            comments[ts[0].string] = ts[-1].string.lstrip("#").strip()
+    return comments
+
+
+def field_help(name: str, default, comments: dict[str, str], choices: dict[str, list[str]]) -> str:
+    """One RunConfig field's help: what it is, its choices, its default."""
+    text = "; ".join(x for x in (FIELD_HELP.get(name), comments.get(name)) if x) or name.replace("_", " ")
+    if name in choices:
+        text += f" (one of: {', '.join(choices[name])})"
+    shown = "from the recipe" if default is FROM_RECIPE else default
+    text += f" [default: {shown}]" if shown is not dataclasses.MISSING else ""
+    return text.replace("%", "%%")
+
+
+def field_choices() -> dict[str, list[str]]:
+    """The values a RunConfig field takes, where it is one of a list."""
+    from augbench.data.dataset import NAMES
+
+    out = {"method": METHODS, "backbone": BACKBONES, "optimizer": OPTIMIZERS, "backend": BACKENDS,
+           "recipe": recipes.names(), "dataset": (*NAMES, "imagefolder:<path>"), "compile": COMPILE_SETTINGS,
+           "lr_scaling": ("linear", "none"), "proj_norm": HEAD_NORMS, "proj_out_norm": HEAD_OUT_NORMS}
+    return {k: list(v) for k, v in out.items() if v}

@@ -155,8 +155,8 @@ def export_run(run_id: str, results: str | Path | None = None, out: str | Path |
     `fmt`: "torchvision" (ResNets' default) or "augbench" (ViTs' only)."""
     import torch
 
-    from augbench import checkpoint
-    from augbench.store import DONE, RunStore, atomic_write_json
+    from augbench.store.rows import DONE, RunStore, atomic_write_json
+    from augbench.train import checkpoint
 
     store = RunStore.at(results)
     row = _find_row(store, run_id)
@@ -210,7 +210,7 @@ def export_run(run_id: str, results: str | Path | None = None, out: str | Path |
     if weights.suffix == ".json":
         raise ExportError(f"--out {weights}: name the weights file (.pt); the card goes beside it as .json")
     card_path = weights.with_suffix(".json")
-    from augbench.atomic import atomic_write
+    from augbench.store.atomic import atomic_write
 
     atomic_write(weights, lambda f: torch.save(tensors, f))
     env = row.get("env") or {}
@@ -254,7 +254,7 @@ def _verify_and_input(config: dict[str, Any], model: dict[str, Any], row: dict[s
     except UserError:  # a row from another augbench version: export what the row says, unverified
         size = int(config.get("image_size", 32))
         return {"verified": False}, {"size": [size, size], "normalize": None, "scale": "RGB / 255"}
-    from augbench.evaluate import normalization
+    from augbench.eval.features import normalization
 
     policy = cfg.policy_obj()
     norm = normalization(policy)
@@ -266,7 +266,7 @@ def _verify_and_input(config: dict[str, Any], model: dict[str, Any], row: dict[s
         return {"verified": False}, input_spec
     from augbench.methods import build_method
     from augbench.models import build_backbone
-    from augbench.train import weights_sha256
+    from augbench.train.loop import weights_sha256
 
     method = build_method(cfg, build_backbone(cfg))
     method.load_state_dict(model)

@@ -16,6 +16,14 @@ from augbench.errors import UserError, read_yaml
 RECIPES_FILE = Path(__file__).with_name("recipes.yaml")
 DEFAULT = "solo-learn"
 SOURCE_KEYS = ("repo", "file", "commit", "key")
+# What the fields marked R were before recipes (lightly-style SGD; one head shape for every method):
+# the "generic" recipe, and what a recipe that omits a field leaves there. Its keys are the fields a recipe
+# sets (the RunConfig fields marked R: config.RECIPE_FIELDS, checked equal there).
+GENERIC: dict[str, Any] = dict(
+    proj_depth=2, proj_hidden=2048, proj_dim=128, proj_norm="bn", proj_out_norm=None, pred_hidden=512, tau_base=0.99, temperature=0.5,
+    vicreg_weights=(25.0, 25.0, 1.0), barlow_lambda=0.005, barlow_scale=1.0, optimizer="sgd", lr=0.06,
+    lr_scaling="linear", weight_decay=5e-4, exclude_bias_norm=False, lars_eta=0.001, lars_clip=False,
+    warmup_epochs=0)
 
 
 class RecipeError(UserError):
@@ -26,8 +34,6 @@ class RecipeError(UserError):
 def load(path: str | Path = RECIPES_FILE) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """recipe -> method -> field -> {value, repo, file, commit, key[, note, max_fraction]}, with
     `common` values and file/commit defaults resolved, and every entry checked."""
-    from augbench.config import RECIPE_FIELDS
-
     data = read_yaml(path, "recipes file", RecipeError)
     if not isinstance(data, dict) or not isinstance(data.get("recipes"), dict):
         raise RecipeError(f"{path}: expected a mapping with a 'recipes' mapping")
@@ -50,8 +56,8 @@ def load(path: str | Path = RECIPES_FILE) -> dict[str, dict[str, dict[str, dict[
             for block, vals in (("common", common.get("values") or {}), (method, spec.get("values") or {})):
                 for field, v in vals.items():
                     loc = f"{path}: recipes.{name}.{block}.{field}"
-                    if field not in RECIPE_FIELDS:
-                        raise RecipeError(f"{loc}: not a field a recipe sets ({sorted(RECIPE_FIELDS)})")
+                    if field not in GENERIC:
+                        raise RecipeError(f"{loc}: not a field a recipe sets ({sorted(GENERIC)})")
                     if not isinstance(v, dict) or "value" not in v:
                         raise RecipeError(f"{loc}: expected {{value: ..., key: ...}}")
                     e = {**at, **v} if block == method else {**where, **v}
@@ -102,13 +108,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from augbench.config import GENERIC, METHODS
-
     recs = load()
+    methods = list(dict.fromkeys(m for rec in recs.values() for m in rec))  # every method some recipe has
     if args.name is not None and args.name not in recs:
         raise RecipeError(f"unknown recipe {args.name!r}; recipes: {list(recs)}")
-    if args.method is not None and args.method not in METHODS:
-        raise RecipeError(f"unknown method {args.method!r}; methods: {list(METHODS)}")
+    if args.method is not None and args.method not in methods:
+        raise RecipeError(f"unknown method {args.method!r}; methods: {methods}")
     for name in [args.name] if args.name else recs:
         print(f"{name}: {description(name)}" + (" (default)" if name == DEFAULT else ""))
         for method, entries in recs[name].items():
@@ -121,5 +126,5 @@ def main(args: argparse.Namespace) -> int:
                 print(f"    {field} = {e['value']}{cap}    {e['repo']}@{e['commit'][:10]} {e['file']}: {e['key']}{note}")
             rest = sorted(set(GENERIC) - set(entries))
             if rest:
-                print("    generic (config.GENERIC): " + ", ".join(f"{f}={GENERIC[f]}" for f in rest))
+                print("    generic (recipes.GENERIC): " + ", ".join(f"{f}={GENERIC[f]}" for f in rest))
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import random
 import signal
 import sys
 import traceback
@@ -17,14 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from augbench import checkpoint, distributed
 from augbench.config import ConfigError, RunConfig
 from augbench.errors import UserError, read_yaml
-from augbench.locks import LOCK_NAME, RunLock, RunLocked, owner_alive
-from augbench.store import DONE, RUNNING, Row, RunStore
+from augbench.store.locks import LOCK_NAME, RunLock, RunLocked, owner_alive
+from augbench.store.rows import DONE, RUNNING, Row, RunStore
+from augbench.train import checkpoint, distributed
 
 
 def _now() -> str:
@@ -55,12 +53,6 @@ def parallelism() -> int:
         return 1
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
 def _check_policy_fits(cfg: RunConfig, policy) -> None:
     """Checks that need the policy and the backbone together."""
     if policy.has("patch_mask") and cfg.backbone.startswith("vit"):
@@ -76,14 +68,14 @@ def _check_policy_fits(cfg: RunConfig, policy) -> None:
 def run_config(cfg: RunConfig, results_dir: str | Path | None = None, ckpt_dir: str | Path | None = None,
                sweep: str | None = None, *, stop_at_step: int | None = None, force: bool = False) -> dict[str, Any]:
     """Pretrain + evaluate `cfg` and write its row to the rows folder `results_dir` (default
-    <results root>/runs); its checkpoints, log and lock go beside it (augbench.store).
+    <results root>/runs); its checkpoints, log and lock go beside it (augbench.store.rows).
 
     A run whose row is done is kept and its row returned (`force`: trained again from scratch).
     Resumes from `ckpt_dir` (default <root>/checkpoints/<run_id>/) when a checkpoint is there.
     Returns the row; a NaN loss gives a `failed` row. Bad input raises a UserError before any
     training, as does a run that another live process trains (locks.RunLocked). On a requested
     checkpoint (preemption) the row stays `running` and checkpoint.Preempted propagates.
-    `stop_at_step` is a test hook (see train.pretrain)."""
+    `stop_at_step` is a test hook (see augbench.train.loop.pretrain)."""
     cfg.validate()
     store = RunStore.of_runs_dir(results_dir)
     old = store.read_row(cfg.run_id)
@@ -116,7 +108,7 @@ def _prepare(cfg: RunConfig) -> tuple[Any, torch.device, Any, Any]:
     """Validate everything a run needs, its data included, before any work: (policy, device, train, test).
     Raises a UserError (a ConfigError naming the field, a DataError naming the path) otherwise."""
     from augbench.data import load_dataset
-    from augbench.step import check_tensorboard
+    from augbench.train.step import check_tensorboard
 
     cfg.validate()
     policy = cfg.policy_obj()
@@ -129,9 +121,9 @@ def _prepare(cfg: RunConfig) -> tuple[Any, torch.device, Any, Any]:
     train = load_dataset(cfg.dataset, split="train", subset=cfg.subset, seed=0, size=cfg.image_size)
     test = load_dataset(cfg.dataset, split="test", subset=cfg.eval_subset, seed=0, size=cfg.image_size)
     world = distributed.world_size()
-    if cfg.batch_size * world > len(train.images):
+    if cfg.batch_size * world > len(train.pretraining):  # pretraining: stl10-unlabeled adds its unlabeled images
         raise ConfigError(f"field 'batch_size' ({cfg.batch_size}) x {world} process(es) exceeds the "
-                          f"{len(train.images)} training images of {cfg.dataset} (subset={cfg.subset})")
+                          f"{len(train.pretraining)} training images of {cfg.dataset} (subset={cfg.subset})")
     return policy, device, train, test
 
 
@@ -142,10 +134,11 @@ def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | No
     from augbench.augment import Engine
     from augbench.augment.engine import FALLBACKS
     from augbench.env import environment
-    from augbench.evaluate import evaluate_encoder, normalization, random_init_knn
+    from augbench.eval.evaluate import evaluate_encoder, random_init_knn
+    from augbench.eval.features import normalization
     from augbench.methods import build_method
     from augbench.models import build_backbone
-    from augbench.train import NonFiniteLoss, mask_mode, pretrain, weights_sha256
+    from augbench.train.loop import NonFiniteLoss, mask_mode, pretrain, seed_everything, weights_sha256
 
     # ---- validate everything before any work (run_config has done so before taking the lock)
     policy, device, train, test = prepared if prepared is not None else _prepare(cfg)
@@ -195,7 +188,7 @@ def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | No
         if resume is None:  # cached per (backbone, data, seed, eval settings) under <results>/cache
             extra["knn_top1_random_init"] = random_init_knn(cfg, method, train, test, device,
                                                             cache_dir=store.cache, **eval_kw)
-        result = pretrain(cfg, method, train.images, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
+        result = pretrain(cfg, method, train.pretraining, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
                           resume=resume, extra=extra, stop_at_step=stop_at_step)
         row["history"] = result.history
         # the same on every rank under DDP (it keeps the ranks' parameters in sync); exact resumes too
@@ -245,7 +238,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint folder (default: ROOT/checkpoints/<run_id>)")
     p.add_argument("--sweep", help="sweep name recorded in the row")
     p.add_argument("--force", action="store_true", help="train again, from scratch, a run whose row is done")
-    from augbench.cli import config_comments, field_choices, field_help
+    from augbench.config import config_comments, field_choices, field_help
 
     hints = typing.get_type_hints(RunConfig)
     comments, choices = config_comments(), field_choices()  # what each field is: its comment in config.py

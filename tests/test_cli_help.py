@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from augbench import config, recipes
-from augbench.cli import COMMANDS, build_parser, config_comments
+from augbench.cli import COMMANDS, build_parser
+from augbench.config import config_comments
 from augbench.config import RunConfig
 from augbench.data.dataset import NAMES as DATASETS
 

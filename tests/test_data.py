@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from augbench.data import DataError, load_dataset
-from augbench.data import dataset as dataset_mod
+from augbench.data import base as data_base
 from augbench.data import imagefolder
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -85,7 +85,7 @@ def test_cache_is_reused_and_invalidated(tmp_path, tmp_cache, monkeypatch):
     def no_decode(*a, **k):
         raise AssertionError("decoded again despite a valid cache")
 
-    monkeypatch.setattr(dataset_mod, "decode", no_decode)
+    monkeypatch.setattr(data_base, "decode", no_decode)
     second = load_dataset(f"imagefolder:{root}")
     assert second.cache_hit and second.cache_path == first.cache_path
     assert torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)

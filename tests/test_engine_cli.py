@@ -61,7 +61,7 @@ def test_bench_without_kornia_albumentations_torchvision(tmp_path):
 
 
 def test_bench_keeps_finished_cases_when_interrupted(tmp_path, monkeypatch, capsys):
-    import augbench.bench as bench
+    import augbench.bench.augment as bench
 
     real, calls = bench.run_case, []
 

@@ -2,7 +2,9 @@
 import torch
 
 from augbench.augment.policy import Policy
-from augbench.evaluate import extract, knn_predict, knn_top1, linear_probe, normalization, prepare
+from augbench.eval.features import extract, normalization, prepare
+from augbench.eval.knn import knn_predict, knn_top1
+from augbench.eval.linear import linear_probe
 
 
 def test_knn_on_one_hot_label_features_is_perfect():
@@ -57,7 +59,7 @@ def test_features_use_the_policy_normalisation_and_view_size():
 
 def test_probe_makes_the_same_updates_as_torch_sgd_with_cosine():
     """The hand-written probe step (no autograd) against nn.Linear + torch.optim.SGD + CosineAnnealingLR."""
-    from augbench.evaluate import fit_linear
+    from augbench.eval.linear import fit_linear
 
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(100, 6, generator=g), torch.randint(0, 3, (100,), generator=g)
@@ -83,7 +85,8 @@ def test_probe_makes_the_same_updates_as_torch_sgd_with_cosine():
 def test_encoder_features_are_one_pass_and_random_init_knn_is_cached(tmp_path):
     from augbench.config import RunConfig
     from augbench.data import load_dataset
-    from augbench.evaluate import encoder_features, random_init_knn
+    from augbench.eval.evaluate import random_init_knn
+    from augbench.eval.features import encoder_features
     from augbench.methods import build_method
     from augbench.models import build_backbone
 

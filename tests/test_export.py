@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import augbench
-from augbench import checkpoint
+from augbench.train import checkpoint
 from augbench.cli import build_parser
 from augbench.cli import main as cli_main
 from augbench.data import load_dataset
-from augbench.evaluate import prepare
+from augbench.eval.features import prepare
 from augbench.export import (ExportError, _torchvision_warnings, export_run, from_torchvision_keys,
                              to_torchvision_keys)
 from augbench.models import build_backbone, resnet18, resnet50

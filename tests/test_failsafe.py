@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from augbench import step as fast
+from augbench.train import step as fast
 from augbench.augment import AugmentInputError, Engine, Policy
 from augbench.augment.backends import fused, fused_torch
 from augbench.augment.backends.fused import FastPathFallback
@@ -202,7 +202,7 @@ def _pretrain(compile_, monkeypatch=None, fail_at=None, after_forward=False, met
     from augbench.data import load_dataset
     from augbench.methods import build_method
     from augbench.models import build_backbone
-    from augbench.train import pretrain
+    from augbench.train.loop import pretrain
 
     if monkeypatch is not None:
         monkeypatch.setattr(fast, "compile_model", lambda model, mode: Flaky(model, fail_at, after_forward))
@@ -295,6 +295,6 @@ def test_row_records_what_fell_back_and_trains_like_the_reference_paths(tmp_path
     assert row["weights_sha256"] == ref["weights_sha256"]
     assert [h["loss"] for h in row["history"]] == [h["loss"] for h in ref["history"]]
     assert row["metrics"] == ref["metrics"]
-    from augbench.results import read_row
+    from augbench.store.rows import read_row
 
     assert read_row(cfg.run_id, tmp_path / "faulty" / "runs")["env"]["fallbacks"] == env["fallbacks"]

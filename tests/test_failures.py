@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from augbench.checkpoint import HOLD_ENV
+from augbench.train.checkpoint import HOLD_ENV
 from augbench.cli import main as cli
-from augbench.locks import LOCK_NAME, STALE_S, RunLock, RunLocked, owner_alive
-from augbench.store import RunStore
+from augbench.store.locks import LOCK_NAME, STALE_S, RunLock, RunLocked, owner_alive
+from augbench.store.rows import RunStore
 from augbench.sweeps import expand, load_sweep, make_plan, sweep_from_dict
 from augbench.sweeps.slurm import slurm_hint
 
@@ -143,7 +143,7 @@ def test_eight_racing_processes_one_lock_holder(tmp_path):
 
 def test_a_live_lock_refuses_and_a_killed_owners_lock_is_taken_over(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", f"""
-import time; from augbench.locks import RunLock
+import time; from augbench.store.locks import RunLock
 RunLock({str(tmp_path)!r}, "r1").acquire(); print("held", flush=True); time.sleep(120)"""],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert holder.stdout.readline().strip() == "held"

@@ -1,4 +1,4 @@
-"""augbench.optim: LARS (foreach) against a plain per-parameter reference of solo-learn's LARS, the
+"""augbench.train.optim: LARS (foreach) against a plain per-parameter reference of solo-learn's LARS, the
 bias/norm exclusion, the optimisers a RunConfig builds, and the lr schedule."""
 import copy
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from augbench.config import ConfigError, RunConfig
-from augbench.optim import LARS, build_optimizer, lr_at, param_groups, peak_lr
+from augbench.train.optim import LARS, build_optimizer, lr_at, param_groups, peak_lr
 
 
 def _model() -> nn.Module:

@@ -10,7 +10,7 @@ from augbench import recipes
 from augbench.cli import main as cli
 from augbench.config import GENERIC, METHODS, RECIPE_FIELDS, ConfigError, RunConfig
 from augbench.run import add_arguments, config_from_args
-from augbench.sweep import expand, sweep_from_dict
+from augbench.sweeps.schema import expand, sweep_from_dict
 
 TINY = {"width": 4, "proj_hidden": 16, "proj_dim": 8, "pred_hidden": 8}
 

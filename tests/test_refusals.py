@@ -59,7 +59,7 @@ def test_batch_too_large_in_a_subprocess(tmp_path):
 
 
 def test_an_accepted_run_still_trains_and_keeps_its_final_checkpoint(tmp_path, capsys):
-    from augbench import checkpoint
+    from augbench.train import checkpoint
 
     root = tmp_path / "results"
     argv = ["train", "--results", str(root), *TINY, "--subset", "2", "--batch-size", "10", "--ckpt-every", "0"]

@@ -12,7 +12,7 @@ from test_verdicts_rules import CROP_AHEAD, frame, grid
 from analysis import claims, labels, plots
 from analysis.report import build
 from augbench.cli import main as cli_main
-from augbench.results import write_row
+from augbench.store.rows import write_row
 
 GAP = {"full": 1.0}  # backbone - projector kNN: 1 point under full, 3 under every other policy
 

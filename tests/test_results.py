@@ -2,7 +2,8 @@
 import json
 import multiprocessing as mp
 
-from augbench.results import atomic_write_json, collect, read_row, write_row
+from augbench.store.collect import collect
+from augbench.store.rows import atomic_write_json, read_row, write_row
 
 
 def _hammer(args):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from augbench.cli import main as cli
-from augbench.results import collect, read_row
+from augbench.store.collect import collect
+from augbench.store.rows import read_row
 
 # beside the data folder: ../shared/gpu-rows next to ../shared/data (conftest sets AUGBENCH_DATA)
 GPU_ROWS = Path(os.environ["AUGBENCH_DATA"]).resolve().parent / "gpu-rows" / "f1e4a68"

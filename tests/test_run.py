@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from augbench import checkpoint
+from augbench.train import checkpoint
 from augbench.cli import main as cli_main
 from augbench.config import RunConfig
-from augbench.results import read_row
+from augbench.store.rows import read_row
 from augbench.run import run_config
 
 # Tiny but real: 1000 training images, ResNet-18 (width 8, ImageNet stem: 8x8 maps, cheap), 20 epochs
@@ -94,7 +94,7 @@ def test_resume_after_preemption_is_exact(tiny_run, tmp_path):
 
 
 def test_request_checkpoint_flag_stops_at_the_next_step(tmp_path, monkeypatch):
-    from augbench import train
+    from augbench.train import loop as train
 
     cfg = RunConfig(**SMALL)
     real = train.make_views
@@ -189,7 +189,7 @@ def test_cli_train_with_fine_tuning(results_root, capsys):
 
 
 def test_vit_with_patch_mask_trains_on_kept_tokens(results_root, monkeypatch):
-    from augbench import train
+    from augbench.train import loop as train
 
     seen = []
     real = train.make_views

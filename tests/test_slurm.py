@@ -12,8 +12,8 @@ import yaml
 
 from augbench.cli import main as cli
 from augbench.env import REPO_ROOT, git_commit
-from augbench.results import read_row
-from augbench.checkpoint import HOLD_ENV
+from augbench.store.rows import read_row
+from augbench.train.checkpoint import HOLD_ENV
 from augbench.run import run_config
 from augbench.sweeps.ledger import latest_jobs, read_ledger, sacct_last_state, squeue_ids
 from augbench.sweeps import expand, load_sweep

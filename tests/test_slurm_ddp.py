@@ -4,10 +4,10 @@ import pytest
 import yaml
 
 from augbench.env import REPO_ROOT
-from augbench.results import read_row
+from augbench.store.rows import read_row
 from augbench.sweeps.slurm import submit
 from augbench.sweeps import expand, load_sweep
-from augbench.train import lr_at, peak_lr
+from augbench.train.optim import lr_at, peak_lr
 from test_slurm import rows, slurm  # noqa: F401  (the session fixture that starts the cluster)
 
 pytestmark = pytest.mark.slurm

@@ -11,7 +11,8 @@ import yaml
 from augbench.cli import main as cli
 from augbench.config import RunConfig
 from augbench.errors import UserError
-from augbench.results import collect, read_row, write_row
+from augbench.store.collect import collect
+from augbench.store.rows import read_row, write_row
 from augbench.sweeps import expand, load_sweep, make_plan, policy_sweep, sweep_from_dict
 
 

@@ -5,8 +5,7 @@ import pytest
 
 from augbench.cli import main as cli
 from augbench.env import git_commit
-from augbench.results import read_row
-from augbench.store import RunStore
+from augbench.store.rows import RunStore, read_row
 from augbench.sweeps import Estimator, apply_overrides, expand, load_sweep
 from augbench.sweeps.slurm import SweepTask
 
@@ -81,6 +80,6 @@ def test_task_pickles_without_its_thread_and_checkpoint_resubmits_it(tmp_path):
     delayed = task.checkpoint({"seed": 3})
     again = pickle.loads(pickle.dumps(delayed))
     assert again.args == ({"seed": 3},) and again.function.commit == "abc123"
-    from augbench import checkpoint
+    from augbench.train import checkpoint
     assert checkpoint.checkpoint_requested()
     checkpoint.clear_request()

@@ -7,8 +7,7 @@ import pytest
 import yaml
 
 from augbench.cli import main as cli
-from augbench.results import read_row
-from augbench.store import RunStore
+from augbench.store.rows import RunStore, read_row
 from augbench.sweeps import SWEEPS_DIR, Estimator, expand, load_sweep
 
 

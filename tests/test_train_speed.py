@@ -8,13 +8,13 @@ import warnings
 import pytest
 import torch
 
-from augbench import step as fast
+from augbench.train import step as fast
 from augbench.augment import Engine
 from augbench.config import ConfigError, RunConfig
 from augbench.data import load_dataset
 from augbench.methods import build_method
 from augbench.models import build_backbone
-from augbench.train import pretrain
+from augbench.train.loop import pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CUDA = torch.cuda.is_available()
@@ -28,7 +28,7 @@ def _train(tmp_path, device="cpu", subset=4, plain_views=False, **kw):
     torch.manual_seed(cfg.seed)
     method = build_method(cfg, build_backbone(cfg))
     if plain_views:  # the step alone (the engine's own no-sync test is in test_engine.py)
-        from augbench.bench_train import PlainViews
+        from augbench.bench.train import PlainViews
         engine = PlainViews(None, (32, 32))
     else:
         engine = Engine(cfg.policy_obj(), seed=cfg.seed, device=torch.device(device))
@@ -102,7 +102,7 @@ def test_tensorboard_is_refused_clearly_when_missing_and_written_when_present(tm
 
 
 def test_bench_train_writes_each_case_as_it_finishes(tmp_path, monkeypatch):
-    from augbench import bench_train
+    from augbench.bench import train as bench_train
     from augbench.cli import main as cli_main
 
     out = tmp_path / "bench.json"

@@ -13,7 +13,7 @@ from scipy import stats as sps
 from analysis import claims, labels
 from analysis import stats as S
 from analysis import verdicts as V
-from augbench.results import flatten_row
+from augbench.store.collect import flatten_row
 
 GROUPS = {"crop": {"op": "random_resized_crop", "scale": [0.08, 1.0]}, "flip": {"op": "horizontal_flip", "p": 0.5},
           "color": {"op": "color_jitter", "brightness": [0.6, 1.4]}, "blur": {"op": "gaussian_blur", "p": 0.5}}

@@ -60,7 +60,7 @@ def seed_cpu_calibration(root: Path) -> int:
     Returns the torch thread count the cache is keyed by (the subprocesses get the same)."""
     import torch
 
-    from augbench.store import RunStore
+    from augbench.store.rows import RunStore
     from augbench.sweeps import calibrate
     from augbench.sweeps.schema import expand, policy_sweep
 

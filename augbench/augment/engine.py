@@ -12,25 +12,23 @@ resume exactly. For one image at a time (a DataLoader), see `augbench.augment.Vi
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from augbench.augment.ops import PolicyError
+from augbench.augment import reference
+from augbench.augment.backends import fused
+from augbench.augment.errors import AugmentInputError, BackendUnavailable
+from augbench.augment.ops import OPS, PolicyError
 from augbench.augment.policy import Policy
 from augbench.errors import UserError
 
+__all__ = ["Engine", "AugmentInputError", "BackendUnavailable", "BACKENDS", "FALLBACKS", "as_policy", "check_batch"]
+
 BACKENDS = ("fused", "kornia", "albumentations")
 MASK_MODES = ("pixel", "token")
-
-
-class AugmentInputError(UserError):
-    """A batch the engine cannot augment (dtype, shape, range) or a bad engine argument."""
-
-
-class BackendUnavailable(AugmentInputError, ImportError):
-    """A backend whose library is not installed (the core install has neither Kornia nor albumentations)."""
 
 
 _EXTRA = {"kornia": "kornia", "albumentations": "albumentations"}  # backend -> pyproject extra
@@ -104,10 +102,8 @@ class Engine(nn.Module):
             if any(p != 1.0 for p in ps):
                 raise AugmentInputError("mask_mode='token' needs patch_mask.p = 1 (every sample keeps the same "
                                         f"number of tokens), got p = {ps}")
-        from augbench.augment.backends.fused import IMPLS
-
-        if impl is not None and (backend != "fused" or impl not in IMPLS):
-            raise AugmentInputError(f"impl: one of {list(IMPLS)}, for backend='fused' only; "
+        if impl is not None and (backend != "fused" or impl not in fused.IMPLS):
+            raise AugmentInputError(f"impl: one of {list(fused.IMPLS)}, for backend='fused' only; "
                                     f"got impl={impl!r} with backend={backend!r}")
         self.impl_request = impl
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -197,7 +193,7 @@ class Engine(nn.Module):
         if "albumentations" in p:
             raise AugmentInputError("params: albumentations draws inside its own transforms and cannot replay "
                                     "them; use backend='fused' or 'kornia' to replay views")
-        missing = [op for op, _ in self.policy.for_view(v) if op != "normalize" and op not in p]
+        missing = [op for op, _ in self.policy.for_view(v) if OPS[op].sample is not None and op not in p]
         if missing:
             raise AugmentInputError(f"params[{v}]: no draws for op(s) {missing} of policy {self.policy.name!r}")
         out = {}
@@ -211,12 +207,10 @@ class Engine(nn.Module):
         return out
 
     def _check_sizes(self, hw: tuple[int, int]) -> None:
-        from augbench.augment.backends.fused import output_hw
-
         for v in range(max(1, len(self.policy.views))):
             ops = self.policy.for_view(v)
             cfg = dict(ops)
-            oh, ow = output_hw(ops, hw)
+            oh, ow = fused.output_hw(ops, hw)
             if "patch_mask" in cfg and cfg["patch_mask"]["patch_size"] > min(oh, ow):
                 raise AugmentInputError(f"patch_mask.patch_size {cfg['patch_mask']['patch_size']} is larger than the "
                                         f"{oh}x{ow} images it would mask")
@@ -234,7 +228,8 @@ class Engine(nn.Module):
     def impl(self) -> str:
         """The code path: for `fused`, 'triton', 'numba' or 'torch' (the last call's, or the one a
         call on `device` would take; $AUGBENCH_FUSED_IMPL forces it; 'torch' for good once a kernel
-        failed, see `fallback`), else the backend's name."""
+        failed, see `fallback`), or 'reference' when the policy has an op none of them covers (each
+        op's own implementation, `augbench.augment.reference`); else the backend's name."""
         return getattr(self._backend, "impl", None) or self.backend_name
 
     def extra_repr(self) -> str:
@@ -263,17 +258,17 @@ class _FusedAdapter:
     sync), cannot be caught here."""
 
     def __init__(self, engine: Engine):
-        from augbench.augment.backends import fused
-
         self.e = engine
-        self.impl = fused.resolve_impl(engine.device or torch.device("cpu"), engine.dtype, engine.impl_request)
         self.fallback: dict[str, str] | None = None
+        self.impl = self._path(engine.device or torch.device("cpu"), engine.policy.for_view(0))
+
+    def _path(self, device: torch.device, ops) -> str:
+        """'triton', 'numba' or 'torch' where that path covers every op of the view (after a kernel
+        failure: 'torch'), else 'reference'."""
+        impl = "torch" if self.fallback is not None else fused.resolve_impl(device, self.e.dtype, self.e.impl_request)
+        return fused.path_for(ops, impl)
 
     def _fall_back(self, path: str, err: Exception) -> None:
-        import warnings
-
-        from augbench.augment.backends import fused
-
         if self.fallback is not None:
             return
         self.fallback = {"from": path, "to": "torch", "error": fused._first_line(err)}
@@ -287,8 +282,6 @@ class _FusedAdapter:
         self._fall_back("triton", err)
 
     def view(self, x: torch.Tensor, ops):
-        from augbench.augment.backends import fused
-
         e = self.e
         # on CUDA the sampler's crop kernel falls back inside the call, on the uniforms it drew
         params = fused.sample_params(ops, x.shape, e.generator(x.device), x.device, mask_mode=e.mask_mode,
@@ -298,12 +291,14 @@ class _FusedAdapter:
 
     def apply(self, x: torch.Tensor, ops, params):
         """The pixels of one view for given draws: `view` and replay share it."""
-        from augbench.augment.backends import fused
-
         e = self.e
+        path = self._path(x.device, ops)
+        if path == fused.REFERENCE:  # an op no fast path covers: each op's own implementation
+            self.impl = path
+            return reference.apply(x, ops, params, dtype=e.dtype, mask_mode=e.mask_mode)
         plan = fused.prepare(x.shape, ops, params, x.device, e.mask_mode)
         if self.fallback is None:
-            self.impl = fused.resolve_impl(x.device, e.dtype, e.impl_request)  # triton on CUDA, numba on CPU
+            self.impl = path  # triton on CUDA, numba on CPU
             if self.impl != "torch":
                 try:
                     return fused.run_plan(x, plan, e.dtype, self.impl)

@@ -13,10 +13,19 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from augbench.errors import read_yaml
 from augbench.augment.ops import GROUPS, OPS, PolicyError, normalise_params
+from augbench.augment.ops import rand_augment as _ra
+from augbench.augment.ops.spec import CIFAR10_MEAN, size as check_size
+from augbench.augment.sizing import blur_kernel_size, resolve_stats
+from augbench.errors import read_yaml
 
-__all__ = ["Policy", "PolicyError", "NAMED", "leave_one_out", "only", "pairwise", "strength_sweep"]
+__all__ = ["Policy", "PolicyError", "NAMED", "leave_one_out", "only", "pairwise", "strength_sweep",
+           "rand_augment", "trivial_augment"]
+
+# `Policy.transform` returns an augbench.augment.transform.ViewTransform. That module imports the
+# engine, which imports this one, so it is not imported here: it sets this when it loads (always
+# before a Policy exists: importing this module runs augbench/augment/__init__.py, which loads it).
+_view_transform: Any = None
 
 
 def _plain(v: Any) -> Any:
@@ -135,22 +144,17 @@ class Policy:
     @property
     def output_size(self) -> tuple[int, int] | None:
         for op, p in self.ops:
-            if op in ("random_resized_crop", "resize"):
-                return tuple(p["size"])
+            if OPS[op].output_size is not None:
+                return tuple(OPS[op].output_size(p))
         return None
 
     def transform(self, views: int = 2, seed: int = 0, backend: str = "fused", **engine_kwargs: Any):
         """This policy per image, for a Dataset / DataLoader (see `ViewTransform`)."""
-        from augbench.augment.transform import ViewTransform
-
-        return ViewTransform(self, views=views, seed=seed, backend=backend, **engine_kwargs)
+        return _view_transform(self, views=views, seed=seed, backend=backend, **engine_kwargs)
 
     # ------------------------------------------------------------------ derivation
     def _warn_size_only(self, op: str, size: Any) -> None:
         """with_params(size=...) keeps the blur kernel and the stats: say so where they no longer fit."""
-        from augbench.augment.ops import CIFAR10_MEAN, size as check_size
-        from augbench.augment.sizing import blur_kernel_size
-
         new = check_size(f"{self.name}.{op}.size", size)
         kept = []
         if self.has("gaussian_blur") and self.params("gaussian_blur")["kernel_size"] != blur_kernel_size(min(new)):
@@ -168,9 +172,6 @@ class Policy:
         and normalize uses `dataset`'s statistics: a name ("cifar10", "cifar100", "imagenet") or a
         (mean, std) pair (`channel_stats(images)`). `size=None` keeps the size; `dataset=None`
         keeps the mean/std. Per-view overrides of what this sets are dropped."""
-        from augbench.augment.ops import size as check_size
-        from augbench.augment.sizing import blur_kernel_size, resolve_stats
-
         hw = check_size("for_size.size", size) if size is not None else None
         stats = resolve_stats(dataset)
         set_: dict[str, dict[str, Any]] = {}
@@ -321,6 +322,27 @@ def strength_sweep(base: Policy, knob: str, values: Iterable[float]) -> list[Pol
         else:
             raise PolicyError(f"unknown strength knob {knob!r}; use crop_scale, color, mask_ratio or <op>.<param>")
     return out
+
+
+def rand_augment(base: Policy, n: int = 2, m: float = 9, ops: Sequence[Any] | None = None,
+                 name: str | None = None) -> Policy:
+    """The base plus RandAugment (before normalize): per sample, `n` distinct candidates of `ops`
+    (default: Kornia's RandAugment candidates augbench has, with Kornia's ranges) in a random
+    order at the fixed magnitude `m` in [0, 30] (see augbench.augment.ops.rand_augment)."""
+    params: dict[str, Any] = {"n": n, "magnitude": m}
+    if ops is not None:
+        params["ops"] = list(ops)
+    return base.with_params("rand_augment", name=name or _derived_name(base, f"ra_n{n}_m{float(m):g}"), **params)
+
+
+def trivial_augment(base: Policy, ops: Sequence[Any] | None = None, name: str | None = None) -> Policy:
+    """The base plus TrivialAugment (before normalize): per sample one candidate of `ops`
+    (default: Kornia's TrivialAugment candidates augbench has, with Kornia's ranges) at a
+    magnitude drawn uniformly from [0, 30]. Unlike Kornia, which picks one op for the whole
+    batch, each sample picks its own (see augbench.augment.ops.rand_augment)."""
+    return base.with_params("rand_augment", name=name or _derived_name(base, "trivial_augment"), n=1,
+                            magnitude=[0.0, _ra.MAX_MAGNITUDE],
+                            ops=[list(o) if isinstance(o, tuple) else o for o in (ops or _ra.TRIVIAL_AUGMENT_OPS)])
 
 
 # ---------------------------------------------------------------------- the registry

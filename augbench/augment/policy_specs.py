@@ -1,14 +1,15 @@
 """Policy axis entries of a sweep file -> policy names or policy dicts: named policies, inline
 policies (`{name: x, ops: [...]}`) and the generators of augbench.augment.policy:
 `{leave_one_out: full}`, `{pairwise: full}`, `{only: [[crop], [crop, color]], base: full}`,
-`{strength: mask_ratio, base: X, values: [...]}`."""
+`{strength: mask_ratio, base: X, values: [...]}`, `{rand_augment: full, n: [1, 2], m: [5, 9]}` (the
+grid of n and m; optional `ops`), `{trivial_augment: full}` (optional `ops`)."""
 from __future__ import annotations
 
 from typing import Any
 
 from augbench.errors import UserError
 
-POLICY_GENERATORS = ("leave_one_out", "only", "pairwise", "strength")
+POLICY_GENERATORS = ("leave_one_out", "only", "pairwise", "strength", "rand_augment", "trivial_augment")
 
 
 class PolicySpecError(UserError):
@@ -38,7 +39,8 @@ def expand_policies(items: list[Any], where: str) -> list[Any]:
         if len(gen) != 1:
             raise PolicySpecError(f"{at}: expected exactly one generator of {list(POLICY_GENERATORS)}, got keys {sorted(item)}")
         g = gen[0]
-        allowed = {g, "base", "values", "groups"}
+        allowed = ({g, "n", "m", "ops"} if g == "rand_augment" else {g, "ops"} if g == "trivial_augment"
+                   else {g, "base", "values", "groups"})
         if set(item) - allowed:
             raise PolicySpecError(f"{at}: unknown key(s) {sorted(set(item) - allowed)} for generator {g!r}")
         try:
@@ -46,6 +48,11 @@ def expand_policies(items: list[Any], where: str) -> list[Any]:
                 pols = P.leave_one_out(P.Policy.named(item[g]), item.get("groups"))
             elif g == "pairwise":
                 pols = P.pairwise(P.Policy.named(item[g]), *([item["groups"]] if "groups" in item else []))
+            elif g == "rand_augment":
+                ns, ms = (v if isinstance(v, list) else [v] for v in (item.get("n", 2), item.get("m", 9)))
+                pols = [P.rand_augment(P.Policy.named(item[g]), n, m, item.get("ops")) for n in ns for m in ms]
+            elif g == "trivial_augment":
+                pols = [P.trivial_augment(P.Policy.named(item[g]), item.get("ops"))]
             elif g == "only":
                 groups = item[g]
                 if not isinstance(groups, list) or not all(isinstance(x, list) and x for x in groups):

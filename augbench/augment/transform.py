@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from augbench.augment import policy as _policy
 from augbench.augment.engine import AugmentInputError, Engine, as_policy
 
 
@@ -67,3 +68,6 @@ class ViewTransform:
     def __repr__(self) -> str:
         return f"ViewTransform(policy={self.policy.name!r}, views={self.views}, seed={self.seed}, " \
                f"backend={self.engine_kwargs['backend']!r})"
+
+
+_policy._view_transform = ViewTransform  # Policy.transform (policy.py cannot import this module: a cycle)

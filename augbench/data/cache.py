@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from augbench.atomic import atomic_write
+from augbench.store.atomic import atomic_write
 
 CACHE_VERSION = 1  # bump when the decode changes
 

@@ -1,18 +1,16 @@
-"""``load_dataset``: CIFAR-10/100 (pickled or ImageFolder layout), STL-10 (binary), Tiny-ImageNet
-and any ImageFolder, as uint8 tensors."""
+"""``load_dataset``: CIFAR-10/100 (pickled or ImageFolder layout), STL-10 (binary; ``stl10-unlabeled``
+pretrains on its unlabeled split too), Tiny-ImageNet and any ImageFolder, as uint8 tensors."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from augbench.data import cache
+from augbench.data.base import Dataset, load_files, subset_indices
 from augbench.data.cifar_pickle import LAYOUTS, find_pickled, load_pickled
 from augbench.data.errors import DataError
-from augbench.data.imagefolder import decode, image_size, scan
-from augbench.data.memory import check_fits
+from augbench.data.imagefolder import scan
 from augbench.env import data_root
 
 SPLITS = ("train", "test")
@@ -21,31 +19,19 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 # unlabeled split), Tiny-ImageNet's folders (tiny-imagenet/tiny-imagenet-200/, 64 px; "test" is its val/)
 LAYOUT_CLASSES = {"stl10": 10, "tiny-imagenet": 200}
 EXTRA_SPLITS = {"stl10": ("unlabeled", "train+unlabeled")}  # unlabeled images have label -1
+# Data sets that pretrain on more than their labeled train split: name -> (the data set read, the split pretrained
+# on). Their "train" split holds the labeled train images in `images` (the kNN bank, the linear probe's training set)
+# and the pretraining split in `pretrain_images`; every other split is the data set read's.
+PRETRAIN_ON = {"stl10-unlabeled": ("stl10", "train+unlabeled")}
 # Short names for image folders under the data root (train/<class>/*.jpg, test/<class>/*.jpg)
 FOLDER_DATASETS = {"imagenette32": "imagenette32"}  # Imagenette squashed to 32 px (its PROVENANCE.md)
-NAMES = (*NUM_CLASSES, *FOLDER_DATASETS, *LAYOUT_CLASSES)
-
-
-@dataclass
-class Dataset:
-    images: torch.Tensor  # uint8 (N, 3, H, W), CPU unless moved with to_device
-    labels: torch.Tensor  # int64 (N,)
-    classes: list[str]
-    name: str
-    root: Path  # the folder the images were read from
-    split: str = "train"
-    cache_path: Path | None = None  # decoded-image cache used (ImageFolder layouts only)
-    cache_hit: bool = False  # True when images came from the cache, not from decoding
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+NAMES = (*NUM_CLASSES, *FOLDER_DATASETS, *LAYOUT_CLASSES, *PRETRAIN_ON)
 
 
 def to_device(ds: Dataset, device) -> Dataset:
+    if ds.pretrain_images is not None:  # `images` are its first rows: one copy on the device, viewed twice
+        pre = ds.pretrain_images.to(device)
+        return replace(ds, images=pre[:len(ds.images)], labels=ds.labels.to(device), pretrain_images=pre)
     return replace(ds, images=ds.images.to(device), labels=ds.labels.to(device))
 
 
@@ -53,11 +39,13 @@ def load_dataset(name: str, split: str = "train", root=None, subset: int | None 
                  download: bool = False, size: int | None = None) -> Dataset:
     """Load a whole split into memory. ``root`` is the data root holding ``<name>/`` (default
     ``$AUGBENCH_DATA``), or the dataset folder itself; ``subset=N`` keeps N images per class,
-    chosen by a shuffle seeded with ``seed`` (and N x classes unlabeled images, where a split has
-    them). ``size``: the side, in pixels, that an image folder of mixed sizes is resized to (default:
-    its first image's size; one line says how many were resized); a folder whose images all share
-    one size is kept as it is. STL-10 also has the splits "unlabeled" and "train+unlabeled"."""
-    splits = (*SPLITS, *EXTRA_SPLITS.get(name, ()))
+    chosen by a shuffle seeded with ``seed``, and of a split's unlabeled images the same share as of
+    the train split's labeled ones (``subset_indices``). ``size``: the side, in pixels, that an image
+    folder of mixed sizes is resized to (default: its first image's size; one line says how many were
+    resized); a folder whose images all share one size is kept as it is. STL-10 also has the splits
+    "unlabeled" and "train+unlabeled"; ``stl10-unlabeled`` is STL-10 whose "train" split pretrains on
+    train+unlabeled (``Dataset.pretraining``) and evaluates on the labeled train images (``images``)."""
+    splits = (*SPLITS, *EXTRA_SPLITS.get(PRETRAIN_ON.get(name, (name,))[0], ()))
     if split not in splits:
         raise DataError(f"split must be one of {list(splits)} (got {split!r})")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
@@ -65,6 +53,8 @@ def load_dataset(name: str, split: str = "train", root=None, subset: int | None 
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise DataError(f"subset must be a positive number of images per class (got {subset!r})")
     base = Path(root).expanduser() if root is not None else data_root()
+    if name in PRETRAIN_ON:
+        return _load_pretrain_on(name, split, base, subset, seed, download, size)
     if name in LAYOUTS:
         ds = _load_cifar(name, split, base, download)
     elif name in FOLDER_DATASETS:
@@ -76,6 +66,8 @@ def load_dataset(name: str, split: str = "train", root=None, subset: int | None 
     elif name in LAYOUT_CLASSES:
         from augbench.data import layouts
 
+        if name in layouts.SUBSET_WHILE_LOADING:  # reads only the images the subset keeps
+            return layouts.LOADERS[name](base, split, size, subset=subset, seed=seed)
         ds = layouts.LOADERS[name](base, split, size)
     elif isinstance(name, str) and name.startswith("imagefolder:"):
         path = Path(name.split(":", 1)[1]).expanduser()
@@ -85,6 +77,19 @@ def load_dataset(name: str, split: str = "train", root=None, subset: int | None 
     else:
         raise DataError(f"unknown dataset {name!r}: use one of {list(NAMES)} or 'imagefolder:<path>'")
     return balanced_subset(ds, subset, seed) if subset is not None else ds
+
+
+def _load_pretrain_on(name: str, split: str, base: Path, subset: int | None, seed: int, download: bool,
+                      size: int | None) -> Dataset:
+    source, pretrain_split = PRETRAIN_ON[name]
+    if split != "train":
+        return replace(load_dataset(source, split, base, subset, seed, download, size), name=name)
+    pre = load_dataset(source, pretrain_split, base, subset, seed, download, size)
+    n = int((pre.labels >= 0).sum())
+    if not bool((pre.labels[:n] >= 0).all()):
+        raise DataError(f"{name}: the labeled images of {source}'s {pretrain_split} split do not come first")
+    return replace(pre, images=pre.images[:n], labels=pre.labels[:n], name=name, split="train",
+                   pretrain_images=pre.images)
 
 
 def _split_dir(path: Path, split: str) -> Path:
@@ -134,57 +139,13 @@ def _load_imagefolder(name: str, split_dir: Path, split: str, base: Path, size: 
     return load_files(name, split_dir, split, base, classes, files, size)
 
 
-def load_files(name: str, split_dir: Path, split: str, base: Path, classes: list[str],
-               files: list[tuple[str, int, int, int]], size: int | None = None) -> Dataset:
-    """Decode `files` ((path relative to split_dir, label, bytes, mtime_ns) each), through the cache.
-
-    A folder whose images share one size is cached under a key of its files alone; one of mixed
-    sizes is resized (to `size`, else to the first image's) and cached under a key that adds the
-    size, so each cache entry says what it holds and a different `size` never reads it."""
-    path = cache.cache_path(base, name, split, cache.cache_key(split_dir, files))
-    sized = cache.cache_path(base, name, split, cache.cache_key(split_dir, files, resize=size or "first"))
-    for p in (path, sized):
-        hit = cache.load(p)
-        if hit is not None and len(hit["labels"]) == len(files) and list(hit["classes"]) == classes:
-            return Dataset(hit["images"], hit["labels"], classes, name, split_dir, split, p, True)
-    rels = [f[0] for f in files]
-    w, h = image_size(split_dir / rels[0])  # the others are this size, or resized to `size`
-    if size:
-        w, h = max(w, size), max(h, size)
-    n = len(rels) * 3 * w * h
-    check_fits(f"dataset {name} ({split}, {split_dir})", 2 * n,
-               f"{len(rels)} images x 3 x {h} x {w} bytes, twice while decoding")
-    resized: list[str] = []
-    images = torch.from_numpy(decode(split_dir, rels, resize=size or "first", resized=resized))
-    if resized:
-        import sys
-
-        print(f"augbench: {len(resized)} of {len(rels)} images of {name} ({split_dir}) were not "
-              f"{images.shape[3]}x{images.shape[2]} (e.g. {resized[0]}); resized them to it", file=sys.stderr, flush=True)
-    else:
-        sized = path  # one size throughout: the size did not matter
-    labels = torch.tensor([f[1] for f in files], dtype=torch.int64)
-    saved = cache.save(sized, {"images": images, "labels": labels, "classes": classes})
-    return Dataset(images, labels, classes, name, split_dir, split, sized if saved else None, False)
-
-
-def balanced_subset(ds: Dataset, per_class: int, seed: int = 0) -> Dataset:
-    """The first ``per_class`` images of each class after a shuffle seeded with ``seed``, kept in
-    their original order (so the same seed always gives the same images)."""
-    labels = ds.labels.cpu().numpy()
-    unlabeled = int((labels < 0).sum())  # label -1 (STL-10's unlabeled split): N x classes of them
-    counts = np.bincount(labels[labels >= 0], minlength=ds.num_classes)
-    if unlabeled < len(labels) and counts.min() < per_class:
-        c = int(counts.argmin())
-        raise DataError(f"subset={per_class} images per class, but class {ds.classes[c]!r} of "
-                        f"{ds.root} has only {counts[c]}")
-    if unlabeled and unlabeled < per_class * ds.num_classes:
-        raise DataError(f"subset={per_class} keeps {per_class * ds.num_classes} unlabeled images "
-                        f"({per_class} x {ds.num_classes} classes), but {ds.root} has only {unlabeled}")
-    order = np.random.default_rng(seed).permutation(len(labels))
-    groups = [order[labels[order] == c][:per_class] for c in range(ds.num_classes) if unlabeled < len(labels)]
-    if unlabeled:
-        groups.append(order[labels[order] < 0][:per_class * ds.num_classes])
-    keep = np.concatenate(groups)
-    idx = torch.from_numpy(np.sort(keep)).to(ds.images.device)
+def balanced_subset(ds: Dataset, per_class: int, seed: int = 0, train_per_class: int | None = None) -> Dataset:
+    """``ds`` with the images ``subset_indices`` keeps (N per class after a shuffle seeded with ``seed``; of
+    unlabeled images, the same share as of the train split), in their original order (so the same seed
+    always gives the same images)."""
+    if ds.pretrain_images is not None:
+        raise DataError(f"{ds.name}: pass subset= to load_dataset (its pretraining images are subset with it)")
+    keep = subset_indices(ds.labels.cpu().numpy(), ds.classes, per_class, seed, train_per_class=train_per_class,
+                          where=str(ds.root))
+    idx = torch.from_numpy(keep).to(ds.images.device)
     return replace(ds, images=ds.images[idx], labels=ds.labels[idx])

@@ -55,6 +55,14 @@ ARCHIVES: dict[str, Archive] = {
                      "91f7769df0f17e558f3565bffb0c7dfb", "stl10_binary", "2.5 GB"),
 }
 NAMES = tuple(ARCHIVES)
+# data set names whose files another name's archive holds (load_dataset's PRETRAIN_ON)
+SOURCES = {"stl10-unlabeled": "stl10"}
+
+
+def archive_for(dataset: str) -> str | None:
+    """The name `augbench data get` fetches `dataset`'s files under (stl10-unlabeled: stl10), or None."""
+    name = SOURCES.get(dataset, dataset)
+    return name if name in ARCHIVES else None
 
 
 def _archive(name: str) -> Archive:
@@ -258,7 +266,7 @@ def unpack(archive: Path, dest: Path, folder: str) -> Path:
 
 # ---------------------------------------------------------------------- the `augbench data` command
 def add_arguments(p) -> None:
-    from augbench.cli import common_options
+    from augbench.errors import common_options
 
     import argparse
 

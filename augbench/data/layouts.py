@@ -3,7 +3,7 @@
 STL-10, 96 px, under ``<data root>/stl10/stl10_binary/`` (or ``<data root>/stl10_binary/``), as
 its tarball unpacks: ``{train,test,unlabeled}_X.bin`` (uint8 3x96x96 images, column-major),
 ``{train,test}_y.bin`` (labels 1..10) and ``class_names.txt``. Splits: train (5,000), test (8,000),
-unlabeled (100,000, label -1) and train+unlabeled (for pretraining).
+unlabeled (100,000, label -1) and train+unlabeled (what the data set ``stl10-unlabeled`` pretrains on).
 
 Tiny-ImageNet, 64 px, under ``<data root>/tiny-imagenet-200/`` (or
 ``<data root>/tiny-imagenet/tiny-imagenet-200/``): ``wnids.txt``, ``train/<wnid>/images/*.JPEG``
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from augbench.data.base import Dataset, load_files, subset_indices
 from augbench.data.errors import DataError
 from augbench.data.imagefolder import IMAGE_EXTS
 from augbench.data.memory import check_fits
@@ -38,10 +39,11 @@ def _stl_folder(base: Path) -> Path:
                     f"set $AUGBENCH_DATA to the folder that holds stl10/)")
 
 
-def load_stl10(base: Path, split: str, size: int | None = None):
-    """STL-10's `split` as a Dataset (`size` is unused: every image is 96 px)."""
-    from augbench.data.dataset import Dataset
-
+def load_stl10(base: Path, split: str, size: int | None = None, subset: int | None = None, seed: int = 0):
+    """STL-10's `split` as a Dataset (`size` is unused: every image is 96 px). `subset`: the images
+    `augbench.data.base.subset_indices` keeps (N per class of a labeled part, the same share of
+    the unlabeled part), chosen from the labels alone, so only those images are read and counted
+    against the memory."""
     folder = _stl_folder(base)
     names_file = folder / "class_names.txt"
     try:
@@ -50,7 +52,7 @@ def load_stl10(base: Path, split: str, size: int | None = None):
         raise DataError(f"{names_file}: cannot read the class names ({e})") from None
     if len(classes) != 10:
         raise DataError(f"{names_file}: {len(classes)} class names, stl10 has 10")
-    parts = []
+    parts = []  # (part, X file, images, labels)
     for part in STL_PARTS[split]:
         x = folder / f"{part}_X.bin"
         if not x.is_file():
@@ -58,33 +60,55 @@ def load_stl10(base: Path, split: str, size: int | None = None):
         nbytes = x.stat().st_size
         if nbytes % STL_BYTES:
             raise DataError(f"{x}: {nbytes} bytes is not a whole number of 3x96x96 images (truncated?)")
-        parts.append((part, x, nbytes // STL_BYTES))
-    total = sum(n for _, _, n in parts)
+        n = nbytes // STL_BYTES
+        y = np.full(n, -1, dtype=np.int64) if part == "unlabeled" else _stl_labels(folder, part, x, n, len(classes))
+        parts.append((part, x, n, y))
+    labels = np.concatenate([y for *_, y in parts])
+    keep = None
+    if subset is not None:
+        # the unlabeled share follows the train split's images per class (500 in STL-10)
+        train_per_class = None
+        if "unlabeled" in STL_PARTS[split]:
+            train_per_class = (len(parts[0][3]) if parts[0][0] == "train" else
+                               _stl_count(folder / "train_y.bin", "the share of unlabeled images subset= keeps")) // 10
+        keep = subset_indices(labels, classes, subset, seed, train_per_class=train_per_class,
+                              where=f"{folder} ({split})")
+    total = len(labels) if keep is None else len(keep)
     check_fits(f"dataset stl10 ({split}, {folder})", total * STL_BYTES,
                f"{total} images x 3 x {STL_SIDE} x {STL_SIDE} bytes")
     images = np.empty((total, 3, STL_SIDE, STL_SIDE), dtype=np.uint8)
-    labels = np.empty(total, dtype=np.int64)
-    i = 0
-    for part, x, n in parts:
+    i = start = 0
+    for part, x, n, _ in parts:
+        rows = np.arange(n) if keep is None else keep[(keep >= start) & (keep < start + n)] - start
+        start += n
         raw = np.memmap(x, dtype=np.uint8, mode="r", shape=(n, 3, STL_SIDE, STL_SIDE))
-        for j in range(0, n, _STL_CHUNK):  # column-major on disk: swap H and W, a chunk at a time
-            k = min(n, j + _STL_CHUNK)
-            images[i + j:i + k] = raw[j:k].transpose(0, 1, 3, 2)
+        for j in range(0, len(rows), _STL_CHUNK):  # column-major on disk: swap H and W, a chunk at a time
+            r = rows[j:j + _STL_CHUNK]
+            block = raw[r[0]:r[-1] + 1] if keep is None else raw[r]
+            images[i + j:i + j + len(r)] = block.transpose(0, 1, 3, 2)
         del raw
-        if part == "unlabeled":
-            labels[i:i + n] = -1
-        else:
-            y_file = folder / f"{part}_y.bin"
-            if not y_file.is_file():
-                raise DataError(f"{y_file}: missing (the labels of {part}_X.bin)")
-            y = np.fromfile(y_file, dtype=np.uint8).astype(np.int64)
-            if len(y) != n:
-                raise DataError(f"{y_file}: {len(y)} labels for {n} images in {x.name}")
-            if len(y) and (y.min() < 1 or y.max() > len(classes)):
-                raise DataError(f"{y_file}: labels must be 1..{len(classes)} (found {y.min()}..{y.max()})")
-            labels[i:i + n] = y - 1
-        i += n
+        i += len(rows)
+    if keep is not None:
+        labels = labels[keep]
     return Dataset(torch.from_numpy(images), torch.from_numpy(labels), classes, "stl10", folder, split)
+
+
+def _stl_count(y_file: Path, why: str) -> int:
+    if not y_file.is_file():
+        raise DataError(f"{y_file}: missing ({why} needs it)")
+    return y_file.stat().st_size  # one uint8 label per image
+
+
+def _stl_labels(folder: Path, part: str, x: Path, n: int, classes: int) -> np.ndarray:
+    y_file = folder / f"{part}_y.bin"
+    if not y_file.is_file():
+        raise DataError(f"{y_file}: missing (the labels of {part}_X.bin)")
+    y = np.fromfile(y_file, dtype=np.uint8).astype(np.int64)
+    if len(y) != n:
+        raise DataError(f"{y_file}: {len(y)} labels for {n} images in {x.name}")
+    if len(y) and (y.min() < 1 or y.max() > classes):
+        raise DataError(f"{y_file}: labels must be 1..{classes} (found {y.min()}..{y.max()})")
+    return y - 1
 
 
 # ---------------------------------------------------------------------------- Tiny-ImageNet
@@ -108,8 +132,6 @@ def _entry(path: Path, rel: str, label: int) -> tuple[str, int, int, int]:
 
 def load_tiny_imagenet(base: Path, split: str, size: int | None = None):
     """Tiny-ImageNet's train split, or its val/ as "test", as a Dataset (decoded once, then cached)."""
-    from augbench.data.dataset import load_files
-
     folder = _tiny_folder(base)
     wnids = [w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()]
     classes = sorted(set(wnids))
@@ -149,3 +171,4 @@ def load_tiny_imagenet(base: Path, split: str, size: int | None = None):
 
 
 LOADERS = {"stl10": load_stl10, "tiny-imagenet": load_tiny_imagenet}
+SUBSET_WHILE_LOADING = {"stl10"}  # loaders that take subset= and seed= and read only the images kept

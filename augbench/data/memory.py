@@ -61,4 +61,5 @@ def check_fits(what: str, need: int, detail: str) -> None:
     if avail is not None and need > avail:
         raise DataError(f"{what}: loading it needs about {_gib(need)} of memory ({detail}) but only "
                         f"{_gib(avail)} is available on this machine; free memory, use a machine (or a job) "
-                        f"with more, or a smaller split (subset= is taken after the whole split is loaded)")
+                        f"with more, or a smaller split (subset= shrinks STL-10 before it is read; other data "
+                        f"sets are loaded whole first)")

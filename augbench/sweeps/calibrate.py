@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from augbench.config import RunConfig
-from augbench.store import RunStore, atomic_write_json
+from augbench.store.rows import RunStore, atomic_write_json
 
 STEPS, BATCH = 2, 32  # timed steps (after one warm-up) at this batch: a few seconds for a ResNet-18
 SPLIT_SIZES = {"cifar10": (5000, 1000), "cifar100": (500, 100)}  # images per class: train, test

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from augbench.env import results_root
-from augbench.locks import read_owner
-from augbench.store import FAILED, LOST, PENDING, RUNNING, RunStore
+from augbench.store.locks import read_owner
+from augbench.store.rows import FAILED, LOST, PENDING, RUNNING, RunStore
 from augbench.sweeps.ledger import cancel, latest_jobs, read_ledger, sacct_state
 from augbench.sweeps.local import InProcessExecutor, LocalExecutor
 from augbench.sweeps.plan import Budget, Estimator, fmt_s, make_plan
@@ -28,7 +28,7 @@ CONFIRM_CPU_S = 30 * 60  # a local CPU plan longer than this needs --yes
 
 
 def add_arguments(p) -> None:
-    from augbench.cli import common_options
+    from augbench.errors import common_options
 
     sub = p.add_subparsers(dest="sweep_cmd", metavar="ACTION", required=True)
     common = [common_options(leaf=True)]
@@ -149,9 +149,10 @@ def cmd_run(args) -> int:
 
 def missing_data(configs) -> list[str]:
     """Datasets of `configs` that `augbench data get` can fetch and that are not under the data root."""
-    from augbench.data.download import ARCHIVES, present
+    from augbench.data.download import archive_for, present
 
-    return sorted({c.dataset for c in configs if c.dataset in ARCHIVES and present(c.dataset) is None})
+    names = {archive_for(c.dataset) for c in configs} - {None}  # stl10-unlabeled: stl10's archive
+    return sorted(n for n in names if present(n) is None)
 
 
 def _how_to_get(name: str) -> str:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from augbench.store import CorruptFile, atomic_write_json, read_json
+from augbench.store.rows import CorruptFile, atomic_write_json, read_json
 
 
 # ---------------------------------------------------------------------- the ledger

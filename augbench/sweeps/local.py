@@ -2,7 +2,7 @@
 in-process one (runs in order in this process; what a SLURM task does for its one run).
 
 Workers: the parent hands out runs in order, one per free slot, so no run is ever started twice by
-it; the run lock (augbench.locks) keeps a second sweep on the same results from training it too
+it; the run lock (augbench.store.locks) keeps a second sweep on the same results from training it too
 (that worker exits BUSY and the run is reported `busy`). Each run is `python -m augbench.cli train
 --config <run_id>.yaml --results <root> --sweep NAME` with AUGBENCH_PARALLEL=N (recorded as
 env.parallel); its output is appended to <root>/sweeps/<name>/local/<run_id>.log after an
@@ -33,12 +33,11 @@ from typing import IO, Any
 
 import yaml
 
-import augbench
-from augbench.atomic import atomic_write
 from augbench.config import RunConfig
-from augbench.env import git_commit
+from augbench.env import REPO_ROOT, git_commit
 from augbench.errors import UserError
-from augbench.store import DONE, FAILED, STOPPED, RunStore
+from augbench.store.atomic import atomic_write
+from augbench.store.rows import DONE, FAILED, STOPPED, RunStore
 from augbench.sweeps.plan import Budget, fmt_s
 
 STOP_GRACE_S = 120  # after SIGUSR1, how long a worker may take to save before it is killed
@@ -85,7 +84,7 @@ class Worker:
 
 def worker_env(parallel: int) -> dict[str, str]:
     env = dict(os.environ)
-    here = str(Path(augbench.__file__).resolve().parents[1])  # workers import this very checkout
+    here = str(REPO_ROOT)  # workers import this very checkout
     env["PYTHONPATH"] = os.pathsep.join([here] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(AUGBENCH_PARALLEL=str(parallel), AUGBENCH_GIT_COMMIT=git_commit(), PYTHONUNBUFFERED="1")
     return env
@@ -226,7 +225,7 @@ def train_one(root: str, sweep: str, cfg_dict: dict[str, Any]) -> dict[str, Any]
     """One run in this process (what a SLURM task and the in-process executor do): a done row is
     returned as it is (a requeue after the end does nothing), else it trains, resuming from its
     checkpoint; under DDP one rank per task, and only rank 0 writes the row."""
-    from augbench import checkpoint, distributed
+    from augbench.train import checkpoint, distributed
     from augbench.run import run_config
 
     cfg = RunConfig.from_dict(cfg_dict, source=f"sweep {sweep}")
@@ -249,7 +248,7 @@ class InProcessExecutor:
         self.root, self.sweep, self.budget = str(Path(root).resolve()), sweep.name, budget
 
     def run(self, configs: list[RunConfig]) -> Outcome:
-        from augbench.locks import RunLocked
+        from augbench.store.locks import RunLocked
 
         out, progress, t0 = Outcome(), Progress(len(configs)), time.monotonic()
         for i, cfg in enumerate(configs):

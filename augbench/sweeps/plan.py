@@ -1,6 +1,6 @@
 """The plan of a sweep: each run's state, what a run would start, and what it would cost.
 
-State (augbench.store's words): done / failed from the row; running while a live SLURM job or a
+State (augbench.store.rows' words): done / failed from the row; running while a live SLURM job or a
 live local process (its run lock) holds it; lost when started (a `running` row) but nothing alive
 holds it any more; else pending. A run starts when pending or lost (failed: with --retry-failed).
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from augbench.config import RunConfig
-from augbench.locks import owner_alive
-from augbench.store import DONE, FAILED, LOST, PENDING, PLAN_STATUSES, RUNNING, RunStore
+from augbench.store.locks import owner_alive
+from augbench.store.rows import DONE, FAILED, LOST, PENDING, PLAN_STATUSES, RUNNING, RunStore
 from augbench.sweeps.schema import Sweep
 
 

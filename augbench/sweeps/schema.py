@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
-from augbench.atomic import atomic_write
+from augbench.augment.policy_specs import PolicySpecError, expand_policies
 from augbench.config import RunConfig
 from augbench.env import REPO_ROOT
-from augbench.augment.policy_specs import PolicySpecError, expand_policies
 from augbench.errors import UserError, read_yaml
-from augbench.store import RunStore
+from augbench.store.atomic import atomic_write
+from augbench.store.rows import RunStore
 
 # The shipped sweep files: the repository's sweeps/ in a source checkout (an editable install), else
 # the copy a wheel carries as package data (augbench/sweep_files: a link to ../sweeps in the source tree).

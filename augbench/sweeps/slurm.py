@@ -4,7 +4,7 @@ sbatch's refusals (no such gres or partition, controller down) become a SlurmErr
 
 Preemption: submitit calls `checkpoint()` from its USR2 handler in the main thread. Training runs
 in a worker thread, so the handler can ask it to save at the next step boundary
-(`augbench.checkpoint.request_checkpoint`), wait for the save, and only then return the
+(`augbench.train.checkpoint.request_checkpoint`), wait for the save, and only then return the
 DelayedSubmission that submitit requeues; the requeued task resumes from that checkpoint.
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ class SweepTask(submitit.helpers.Checkpointable):
             self._thread.join(0.5)  # short joins: the signal handler runs between them
         err = self._outcome.get("error")
         if err is not None:
-            from augbench.checkpoint import Preempted
+            from augbench.train.checkpoint import Preempted
 
             if isinstance(err, Preempted) and _global_rank() != 0:
                 # multi-GPU: rank 0 may still be saving; exiting now could get the step killed first.
@@ -104,7 +104,7 @@ class SweepTask(submitit.helpers.Checkpointable):
         return self._outcome["row"]
 
     def checkpoint(self, cfg_dict: dict[str, Any]) -> submitit.helpers.DelayedSubmission:
-        from augbench import checkpoint
+        from augbench.train import checkpoint
 
         checkpoint.request_checkpoint()
         if self._thread is not None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from augbench.augment.backends import fused
+from augbench.augment.errors import AugmentInputError
 
 
 def build(ops, seed: int | None = None) -> A.Compose:
@@ -66,8 +67,16 @@ class AlbuTransform:
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
 
 
+SUPPORTED = ("random_resized_crop", "resize", "horizontal_flip", "color_jitter", "grayscale", "gaussian_blur",
+             "solarize", "normalize", "patch_mask")
+
+
 class AlbuBackend:
     def __init__(self, engine):
+        for op in engine.policy.op_names:
+            if op not in SUPPORTED:
+                raise AugmentInputError(f"backend='albumentations' cannot run op {op!r} (it maps only {list(SUPPORTED)} "
+                                        "onto albumentations); use backend='fused', which runs every registered op")
         self.e = engine
         self._ts: dict[str, AlbuTransform] = {}
         self._pending: dict = {}  # state loaded before the view's transform exists
@@ -95,8 +104,6 @@ class AlbuBackend:
         return y, params
 
     def apply(self, x: torch.Tensor, ops, params):
-        from augbench.augment.engine import AugmentInputError
-
         raise AugmentInputError("params: albumentations draws inside its own transforms and cannot replay "
                                 "them; use backend='fused' or 'kornia' to replay views")
 

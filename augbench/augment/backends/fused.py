@@ -32,81 +32,39 @@ torch ops; any device, the reference), `triton_view` (one Triton kernel for the 
 a separable pass for blur; CUDA, or the CPU under TRITON_INTERPRET=1 for tests) and
 `numba_view` (one compiled loop per image on CPU threads). `apply` picks Triton on CUDA and
 numba on the CPU when they import, else torch; `impl=` or $AUGBENCH_FUSED_IMPL forces one.
+
+Coverage: each path declares the ops it runs (`COVERS` in its module; the sampler's in
+`triton_sample`). A policy with an op outside them (a new op, a user's op) runs on the reference
+path instead (`augbench.augment.reference`: each op's own implementation, still batched, per
+sample, no host sync) -- `path_for` decides, `Engine.impl` reports "reference". The samplers
+and the sampling maths live with their ops (`augbench.augment.ops.*`); the names below re-export them.
 """
 from __future__ import annotations
 
 import functools
 import importlib
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from augbench.augment import reference
 from augbench.augment.backends import fused_torch
-from augbench.errors import UserError
 from augbench.augment.backends.fused_torch import GRAY_WEIGHTS, apply_patch_mask, const, resample  # noqa: F401
+from augbench.augment.ops import OPS, OpContext, output_hw
+from augbench.augment.ops.color_jitter import JITTER_KEYS, jitter_orders  # noqa: F401
+from augbench.augment.ops.crop import crop_from_uniforms, fallback_size, full_box, sample_crop  # noqa: F401
+from augbench.augment.ops.mask import sample_patch_mask  # noqa: F401
+from augbench.augment.ops.spec import RESAMPLE
+from augbench.errors import UserError
 
 IMPLS = ("auto", "torch", "triton", "numba")
-JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 Ops = Sequence[tuple[str, dict[str, Any]]]
 Params = dict[str, dict[str, torch.Tensor]]
 
 
-def _uniform(shape, lo: float, hi: float, gen: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(shape, generator=gen, device=device) * (hi - lo) + lo
-
-
-def _gate(b: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(b, generator=gen, device=device) < p
-
-
 # ---------------------------------------------------------------------- sampling
-def sample_crop(b: int, hw: tuple[int, int], scale, ratio, gen, device) -> torch.Tensor:
-    """(B, 4) boxes x0, y0, w, h in whole pixels, torchvision's RandomResizedCrop.get_params
-    vectorised over all 10 tries, Kornia's rounding and fallback."""
-    u = [torch.rand(shape, generator=gen, device=device) for shape in ((b, 10), (b, 10), b, b)]
-    return crop_from_uniforms(*u, hw, scale, ratio)
-
-
-def fallback_size(hw: tuple[int, int], ratio) -> tuple[int, int]:
-    """(w, h) when no try fits: the whole image, cut to the ratio range (torchvision's rule)."""
-    H, W = hw
-    in_ratio = W / H
-    if in_ratio < min(ratio):
-        return W, math.floor(round(W / min(ratio)))
-    if in_ratio > max(ratio):
-        return math.floor(round(H * max(ratio))), H
-    return W, H
-
-
-def crop_from_uniforms(u_area, u_logr, u_x, u_y, hw: tuple[int, int], scale, ratio) -> torch.Tensor:
-    """The crop maths of `sample_crop` from its uniforms (B, 10), (B, 10), (B,), (B,)."""
-    H, W = hw
-    area = (u_area * (scale[1] - scale[0]) + scale[0]) * (H * W)
-    log_r = u_logr * (math.log(ratio[1]) - math.log(ratio[0])) + math.log(ratio[0])
-    ar = torch.exp(log_r)
-    w = torch.sqrt(area * ar).round()
-    h = torch.sqrt(area / ar).round()
-    ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
-    first = (ok.cumsum(1) == 1) & ok  # one-hot of the first try that fits
-    any_ok = ok.any(1)
-    wf, hf = fallback_size(hw, ratio)
-    w = torch.where(any_ok, (w * first).sum(1), torch.full_like(area[:, 0], wf)).clamp(1, W)
-    h = torch.where(any_ok, (h * first).sum(1), torch.full_like(area[:, 0], hf)).clamp(1, H)
-    x0 = (u_x * (W - w + 1)).floor()
-    y0 = (u_y * (H - h + 1)).floor()
-    return torch.stack([x0, y0, w, h], 1)
-
-
-def full_box(b: int, hw: tuple[int, int], device) -> torch.Tensor:
-    H, W = hw
-    box = torch.zeros(b, 4, device=device)
-    box[:, 2], box[:, 3] = W, H  # scalar fills: no host -> device copy
-    return box
-
-
 def triton_sampler(device) -> bool:
     """Whether `sample_params` draws with the CUDA sampler (`triton_sample`) on `device`."""
     return torch.device(device).type == "cuda" and triton_available()
@@ -116,69 +74,26 @@ def sample_params(ops: Ops, x_shape: Sequence[int], gen: torch.Generator, device
                   mask_mode: str = "pixel", jitter_order: Any = "batch",
                   order_gen: torch.Generator | None = None, crop_kernel: bool = True,
                   on_kernel_error=None) -> Params:
-    """Every random number one view of a batch needs, per op (see module docstring).
+    """Every random number one view of a batch needs, per op: each op's own sampler
+    (`OpSpec.sample`) in policy order, from one generator. On CUDA, a policy the CUDA sampler
+    covers draws there instead (one draw + one crop kernel, another stream).
     `crop_kernel` / `on_kernel_error`: the CUDA sampler's crop kernel, or its torch twin on the
     same uniforms (see `triton_sample.sample_params`, the fail-safe path); no effect elsewhere."""
-    if triton_sampler(device):  # one draw + one kernel (no ~80 launches)
+    if triton_sampler(device) and covered(ops, "triton_sample"):  # one draw + one kernel (no ~80 launches)
         from augbench.augment.backends import triton_sample
 
         return triton_sample.sample_params(ops, x_shape, gen, device, mask_mode=mask_mode,
                                            jitter_order=jitter_order, order_gen=order_gen,
                                            crop_kernel=crop_kernel, on_kernel_error=on_kernel_error)
     b, _, H, W = x_shape
+    out_hw = output_hw(ops, (H, W))
+    ctx = OpContext(list(ops), (H, W), out_hw, mask_mode, jitter_order, order_gen)
     out: Params = {}
     for op, p in ops:
-        if op == "random_resized_crop":
-            box = sample_crop(b, (H, W), p["scale"], p["ratio"], gen, device)
-            applied = _gate(b, p["p"], gen, device)
-            out[op] = {"box": torch.where(applied[:, None], box, full_box(b, (H, W), device)), "applied": applied}
-        elif op == "resize":
-            out[op] = {"box": full_box(b, (H, W), device)}
-        elif op == "horizontal_flip":
-            out[op] = {"applied": _gate(b, p["p"], gen, device)}
-        elif op == "color_jitter":
-            d = {k: _uniform(b, *p[k], gen, device) for k in JITTER_KEYS}
-            d["applied"] = _gate(b, p["p"], gen, device)
-            d["order"] = jitter_orders(b, jitter_order, gen, device, order_gen)
-            out[op] = d
-        elif op == "grayscale":
-            out[op] = {"applied": _gate(b, p["p"], gen, device)}
-        elif op == "gaussian_blur":
-            out[op] = {"sigma": _uniform(b, *p["sigma"], gen, device), "applied": _gate(b, p["p"], gen, device)}
-        elif op == "solarize":
-            out[op] = {"threshold": torch.full((b,), p["threshold"], device=device),
-                       "applied": _gate(b, p["p"], gen, device)}
-        elif op == "patch_mask":
-            out[op] = sample_patch_mask(b, output_hw(ops, (H, W)), p, gen, device, mask_mode)
+        spec = OPS[op]
+        if spec.sample is not None:
+            out[op] = spec.sample(b, (H, W) if spec.stage == RESAMPLE else out_hw, p, gen, device, ctx)
     return out
-
-
-def jitter_orders(b: int, jitter_order: Any, gen, device, order_gen) -> torch.Tensor:
-    if jitter_order == "sample":
-        return torch.rand(b, 4, generator=gen, device=device).argsort(1)
-    if jitter_order == "batch":
-        return torch.randperm(4, generator=order_gen)  # CPU: iterating it costs no sync
-    return torch.tensor(list(jitter_order), dtype=torch.long)
-
-
-def sample_patch_mask(b: int, out_hw: tuple[int, int], p: dict, gen, device, mask_mode: str) -> dict:
-    oh, ow = out_hw
-    n = (oh // p["patch_size"]) * (ow // p["patch_size"])
-    n_mask = round(p["ratio"] * n)
-    ids = torch.rand(b, n, generator=gen, device=device).argsort(1)
-    applied = _gate(b, p["p"], gen, device)
-    mask = torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, ids[:, :n_mask], True)
-    d = {"mask": mask & applied[:, None], "applied": applied}
-    if mask_mode == "token":
-        d["keep_idx"] = ids[:, n_mask:].sort(1).values
-    return d
-
-
-def output_hw(ops: Ops, hw: tuple[int, int]) -> tuple[int, int]:
-    for op, p in ops:
-        if op in ("random_resized_crop", "resize"):
-            return tuple(p["size"])
-    return hw
 
 
 # ---------------------------------------------------------------------- application
@@ -285,11 +200,43 @@ def resolve_impl(device: torch.device, dtype: torch.dtype = torch.float32, impl:
     return "numba" if kind == "cpu" and numba_available() else "torch"
 
 
+# the module of each path: each declares `COVERS`, the ops it runs (`torch` is the plan on torch ops)
+_PATH_MODULES = {"torch": "fused_torch", "numba": "numba_view", "triton": "triton_view",
+                 "triton_sample": "triton_sample"}
+REFERENCE = "reference"
+
+
+@functools.lru_cache(maxsize=None)
+def covers(path: str) -> frozenset[str]:
+    """The ops the path 'torch', 'numba', 'triton' (the view kernels) or 'triton_sample' (the CUDA
+    sampler) covers (imports that path's module: call it for a path that resolves here)."""
+    return importlib.import_module(f"augbench.augment.backends.{_PATH_MODULES[path]}").COVERS
+
+
+def covered(ops: Ops, path: str) -> bool:
+    try:
+        c = covers(path)
+    except Exception:  # noqa: BLE001 -- a kernel that does not load runs the plan's ops or fails (and falls back)
+        c = covers("torch")
+    return all(op in c for op, _ in ops)
+
+
+def path_for(ops: Ops, path: str) -> str:
+    """`path` if it covers every op, else the torch plan if that does, else 'reference' (each op's
+    own implementation, `augbench.augment.reference`)."""
+    if covered(ops, path):
+        return path
+    return "torch" if path != "torch" and covered(ops, "torch") else REFERENCE
+
+
 def apply(x: torch.Tensor, ops: Ops, params: Params, *, dtype: torch.dtype = torch.float32,
           mask_mode: str = "pixel", impl: str | None = None) -> torch.Tensor:
     """One view of the batch `x` (uint8 or float in [0, 1]) with explicit `params`."""
+    path = path_for(ops, resolve_impl(x.device, dtype, impl))
+    if path == REFERENCE:
+        return reference.apply(x, ops, params, dtype=dtype, mask_mode=mask_mode)
     plan = prepare(x.shape, ops, params, x.device, mask_mode)
-    return run_plan(x, plan, dtype, resolve_impl(x.device, dtype, impl))
+    return run_plan(x, plan, dtype, path)
 
 
 def run_plan(x: torch.Tensor, plan: Plan, dtype: torch.dtype, path: str) -> torch.Tensor:

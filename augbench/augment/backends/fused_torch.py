@@ -20,6 +20,10 @@ import torch
 import torch.nn.functional as F
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+# the ops a fused `Plan` runs on this path (and, with the same plan, on the numba and Triton kernels);
+# a policy with any other op runs on the reference path (augbench.augment.reference)
+COVERS = frozenset({"random_resized_crop", "resize", "horizontal_flip", "color_jitter", "grayscale",
+                    "gaussian_blur", "solarize", "normalize", "patch_mask"})
 
 
 _CONSTS: dict[tuple, torch.Tensor] = {}

@@ -15,68 +15,45 @@ import kornia.augmentation as K
 import torch
 
 from augbench.augment.backends import fused
+from augbench.augment.errors import AugmentInputError
+from augbench.augment.ops import OPS
 
-_CLASS_TO_OP = {
-    "RandomResizedCrop": "random_resized_crop", "Resize": "resize", "RandomHorizontalFlip": "horizontal_flip",
-    "ColorJitter": "color_jitter", "RandomGrayscale": "grayscale", "RandomGaussianBlur": "gaussian_blur",
-    "RandomSolarize": "solarize", "Normalize": "normalize",
-}
+def check_ops(ops) -> None:
+    """Every op must name its Kornia module (`OpSpec.kornia`); the patch mask runs after Kornia."""
+    for op, _ in ops:
+        if op != "patch_mask" and OPS[op].kornia is None:
+            raise AugmentInputError(f"backend='kornia' cannot run op {op!r}: it has no Kornia module (OpSpec.kornia); "
+                                    "use backend='fused', which runs every registered op")
 
 
 def build(ops, jitter_order: Any = "batch") -> K.AugmentationSequential:
-    mods = []
+    """The policy's ops as Kornia modules, in policy order (each op's spec builds its own)."""
+    check_ops(ops)
+    mods, of_class = [], {}
     for op, p in ops:
-        if op == "random_resized_crop":
-            mods.append(K.RandomResizedCrop(tuple(p["size"]), scale=p["scale"], ratio=p["ratio"], p=p["p"]))
-        elif op == "resize":
-            mods.append(K.Resize(tuple(p["size"]), align_corners=True))
-        elif op == "horizontal_flip":
-            mods.append(K.RandomHorizontalFlip(p=p["p"]))
-        elif op == "color_jitter":
-            order = tuple(jitter_order) if isinstance(jitter_order, (tuple, list)) else None
-            mods.append(K.ColorJitter(p["brightness"], p["contrast"], p["saturation"], p["hue"], p=p["p"],
-                                      order=order))
-        elif op == "grayscale":
-            mods.append(K.RandomGrayscale(p=p["p"]))
-        elif op == "gaussian_blur":
-            k = p["kernel_size"]
-            mods.append(K.RandomGaussianBlur((k, k), tuple(p["sigma"]), p=p["p"]))
-        elif op == "solarize":
-            t = p["threshold"]
-            mods.append(K.RandomSolarize(thresholds=(t, t), additions=(0.0, 0.0), p=p["p"]))
-        elif op == "normalize":
-            mods.append(K.Normalize(mean=torch.tensor(p["mean"]), std=torch.tensor(p["std"])))
-    return K.AugmentationSequential(*mods)
+        mods.append(OPS[op].kornia(p, jitter_order=jitter_order))
+        of_class[type(mods[-1]).__name__] = op
+    seq = K.AugmentationSequential(*mods)
+    seq._augbench_ops = of_class  # Kornia class name -> op, to read the params back
+    return seq
 
 
 def to_fused_params(seq: K.AugmentationSequential) -> fused.Params:
-    """Kornia's last-call params -> fused's format (boxes x0, y0, w, h; gates as bools)."""
+    """Kornia's last-call params -> fused's format (each op's `from_kornia`: boxes x0, y0, w, h;
+    gates as bools)."""
     out: fused.Params = {}
+    children = dict(seq.named_children())
     for item in seq._params:
-        op = _CLASS_TO_OP[item.name.rsplit("_", 1)[0]]
-        d = item.data
-        applied = d["batch_prob"] > 0.5
-        if op in ("random_resized_crop", "resize"):
-            src = d["src"]
-            x0, y0 = src[:, 0, 0], src[:, 0, 1]
-            box = torch.stack([x0, y0, src[:, 1, 0] - x0 + 1, src[:, 2, 1] - y0 + 1], 1).float()
-            out[op] = {"box": box, "applied": applied} if op == "random_resized_crop" else {"box": box}
-        elif op == "color_jitter":
-            out[op] = {k: d[f"{k}_factor"] for k in fused.JITTER_KEYS}
-            order = dict(seq.named_children())[item.name]._fixed_order  # a fixed order is not in the params
-            out[op]["order"] = torch.tensor(order) if order is not None else d["order"]
-            out[op]["applied"] = applied
-        elif op == "gaussian_blur":
-            out[op] = {"sigma": d["sigma"], "applied": applied}
-        elif op == "solarize":
-            out[op] = {"threshold": d["thresholds"], "applied": applied}
-        elif op in ("horizontal_flip", "grayscale"):
-            out[op] = {"applied": applied}
+        op = seq._augbench_ops[item.name.rsplit("_", 1)[0]]
+        d = OPS[op].from_kornia(item.data, children[item.name])
+        if d is not None:
+            out[op] = d
     return out
 
 
 class KorniaBackend:
     def __init__(self, engine):
+        check_ops(engine.policy.ops)
         self.e = engine
         self._rng = _seeded_cpu_state(engine.seed)
         self._seqs: dict[int, tuple[Any, K.AugmentationSequential]] = {}

@@ -31,6 +31,8 @@ import torch
 OP_CODES = {"color_jitter": 1, "grayscale": 2, "solarize": 3, "normalize": 4, "gaussian_blur": 5}
 F0, F1, F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
 GR, GG, GB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
+# the ops this kernel runs: the resampling (crop, resize, flip), OP_CODES and the patch mask
+COVERS = frozenset({"random_resized_crop", "resize", "horizontal_flip", "patch_mask", *OP_CODES})
 SERIAL_BELOW = 8  # images: fewer run on the calling thread (a DataLoader worker's single image)
 
 

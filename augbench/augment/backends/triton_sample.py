@@ -4,7 +4,7 @@ ten tries in one Triton kernel, the other values and gates as a gather + one ari
 `fused.sample_params` draws op by op (~80 small launches per view for SimCLR's policy); at
 32 px, batch 512, the host's launch cost of those ops would cap the engine far below its
 kernel. Same distributions and output format as `fused.sample_params` (its crop maths is
-`fused.crop_from_uniforms`; tests/test_kernel.py holds the kernel to it), another random stream:
+`ops.crop.crop_from_uniforms`; tests/test_kernel.py holds the kernel to it), another random stream:
 used on CUDA only, so the CPU stream (and every CPU result) is unchanged.
 """
 from __future__ import annotations
@@ -16,10 +16,17 @@ import torch
 import triton
 import triton.language as tl
 
-from augbench.augment.backends import fused
 from augbench.augment.backends.fused_torch import const
+from augbench.augment.ops import output_hw
+from augbench.augment.ops.color_jitter import JITTER_KEYS, jitter_orders
+from augbench.augment.ops.crop import crop_from_uniforms, fallback_size, full_box
+from augbench.augment.ops.mask import sample_patch_mask
 
 BLOCK = 128
+# the ops this sampler draws for (any other op: fused.sample_params draws op by op, on the device)
+COVERS = frozenset({"random_resized_crop", "resize", "horizontal_flip", "color_jitter", "grayscale",
+                    "gaussian_blur", "solarize", "normalize", "patch_mask"})
+Params = dict[str, dict[str, torch.Tensor]]
 
 
 @triton.jit
@@ -65,7 +72,7 @@ def crop(u: torch.Tensor, c0: int, hw: tuple[int, int], p: dict) -> torch.Tensor
     """(B, 4) boxes from u's columns c0 .. c0 + 22 (the crop gate's fallback: the whole image)."""
     B, K = u.shape
     H, W = hw
-    wf, hf = fused.fallback_size(hw, p["ratio"])
+    wf, hf = fallback_size(hw, p["ratio"])
     box = torch.empty(B, 4, dtype=torch.float32, device=u.device)
     lr = [math.log(r) for r in p["ratio"]]
     _crop_kernel[(triton.cdiv(B, BLOCK),)](u, box, B, K, c0, H, W, float(p["scale"][0]), float(p["scale"][1]),
@@ -74,12 +81,12 @@ def crop(u: torch.Tensor, c0: int, hw: tuple[int, int], p: dict) -> torch.Tensor
 
 
 def crop_torch(u: torch.Tensor, c0: int, hw: tuple[int, int], p: dict) -> torch.Tensor:
-    """`crop`'s torch twin on the same columns of u (`fused.crop_from_uniforms`, the gate, the
+    """`crop`'s torch twin on the same columns of u (`crop_from_uniforms`, the gate, the
     whole image where it is off): the fail-safe path when the kernel does not compile or launch."""
-    box = fused.crop_from_uniforms(u[:, c0:c0 + 10], u[:, c0 + 10:c0 + 20], u[:, c0 + 20], u[:, c0 + 21], hw,
+    box = crop_from_uniforms(u[:, c0:c0 + 10], u[:, c0 + 10:c0 + 20], u[:, c0 + 20], u[:, c0 + 21], hw,
                                    p["scale"], p["ratio"])
     on = u[:, c0 + 22] < float(p.get("p", 1.0))
-    return torch.where(on[:, None], box, fused.full_box(u.shape[0], hw, u.device))
+    return torch.where(on[:, None], box, full_box(u.shape[0], hw, u.device))
 
 
 def _columns(ops) -> tuple[int, dict[str, int], list[tuple[str, str, float, float]]]:
@@ -88,7 +95,7 @@ def _columns(ops) -> tuple[int, dict[str, int], list[tuple[str, str, float, floa
     cols = []
     for op, p in ops:
         keys = {"horizontal_flip": [], "grayscale": [], "solarize": [],
-                "color_jitter": list(fused.JITTER_KEYS), "gaussian_blur": ["sigma"]}.get(op)
+                "color_jitter": list(JITTER_KEYS), "gaussian_blur": ["sigma"]}.get(op)
         if keys is not None:
             cols += [(op, k, *p[k]) for k in keys] + [(op, "applied", p["p"], -1.0)]
     crop0 = {op: len(cols) + 23 * i for i, op in enumerate(o for o, _ in ops if o == "random_resized_crop")}
@@ -97,14 +104,14 @@ def _columns(ops) -> tuple[int, dict[str, int], list[tuple[str, str, float, floa
 
 def sample_params(ops, x_shape: Sequence[int], gen: torch.Generator, device, *, mask_mode: str = "pixel",
                   jitter_order: Any = "batch", order_gen: torch.Generator | None = None,
-                  crop_kernel: bool = True, on_kernel_error=None) -> fused.Params:
+                  crop_kernel: bool = True, on_kernel_error=None) -> Params:
     """`crop_kernel=False`: crop boxes from `crop_torch` (no Triton launch). `on_kernel_error`: called
     with the exception when the crop kernel fails; the boxes then come from `crop_torch` on the
     same uniforms (no new draw: the same parameters). Without it the exception propagates."""
     b, _, H, W = x_shape
     k, crop0, cols = _columns(ops)
     u = torch.rand(b, max(k, 1), generator=gen, device=device)  # the one draw
-    out: fused.Params = {op: {} for op, _ in ops if op != "normalize"}
+    out: Params = {op: {} for op, _ in ops if op != "normalize"}
     if cols:
         lo = const([a if hi >= 0 else 0.0 for _, _, a, hi in cols], u)  # cached: no copy per call
         scale = const([hi - a if hi >= 0 else 1.0 for _, _, a, hi in cols], u)
@@ -125,11 +132,11 @@ def sample_params(ops, x_shape: Sequence[int], gen: torch.Generator, device, *, 
             out[op]["box"] = box if box is not None else crop_torch(u, crop0[op], (H, W), p)
             out[op]["applied"] = u[:, crop0[op] + 22] < p["p"]
         elif op == "resize":
-            out[op]["box"] = fused.full_box(b, (H, W), device)
+            out[op]["box"] = full_box(b, (H, W), device)
         elif op == "color_jitter":
-            out[op]["order"] = fused.jitter_orders(b, jitter_order, gen, device, order_gen)
+            out[op]["order"] = jitter_orders(b, jitter_order, gen, device, order_gen)
         elif op == "solarize":
             out[op]["threshold"] = torch.full((b,), p["threshold"], device=device)
         elif op == "patch_mask":
-            out[op] = fused.sample_patch_mask(b, fused.output_hw(ops, (H, W)), p, gen, device, mask_mode)
+            out[op] = sample_patch_mask(b, output_hw(ops, (H, W)), p, gen, device, mask_mode)
     return out

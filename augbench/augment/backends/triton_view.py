@@ -26,6 +26,8 @@ import triton.language as tl
 
 OP_CODES = {"color_jitter": 1, "grayscale": 2, "solarize": 3, "normalize": 4}
 MAX_BLOCK = 1024
+# the ops this kernel runs: the resampling (crop, resize, flip), OP_CODES, blur (its own pass), the mask
+COVERS = frozenset({"random_resized_crop", "resize", "horizontal_flip", "gaussian_blur", "patch_mask", *OP_CODES})
 
 
 @triton.jit

@@ -59,7 +59,7 @@ class PlainViews:
         self.norm, self.size = norm, size
 
     def __call__(self, x, views: int = 2):
-        from augbench.evaluate import prepare
+        from augbench.eval.features import prepare
 
         v = prepare(x, self.norm, self.size)
         return [v] + [v.clone() for _ in range(views - 1)]
@@ -98,11 +98,11 @@ def _from_sweep(name: str, settings: dict[str, Any], args) -> tuple[dict[str, An
 def run_case(method: str, aug: bool, mode: str, settings: dict, data, device, *, evaluate: bool) -> dict[str, Any]:
     from augbench.augment import Engine
     from augbench.config import RunConfig
-    from augbench.evaluate import evaluate_encoder, normalization
+    from augbench.eval.evaluate import evaluate_encoder
+    from augbench.eval.features import normalization
     from augbench.methods import build_method
     from augbench.models import build_backbone
-    from augbench.run import seed_everything
-    from augbench.train import pretrain
+    from augbench.train.loop import pretrain, seed_everything
 
     train, test = data
     cfg = RunConfig(method=method, policy=POLICY[method], device=str(device), progress=False, ckpt_every=0,
@@ -143,7 +143,7 @@ def step_flop(cfg, method, images, norm, size, device) -> float:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    from augbench.evaluate import prepare
+    from augbench.eval.features import prepare
 
     m = copy.deepcopy(method).to(device).train()
     x = prepare(images[:cfg.batch_size].to(device), norm, size)
@@ -187,9 +187,8 @@ def main(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from augbench.data import load_dataset
-    from augbench.env import device_name
-    from augbench.env import results_root
-    from augbench.atomic import atomic_write
+    from augbench.env import device_name, results_root
+    from augbench.store.atomic import atomic_write
 
     if args.threads:
         torch.set_num_threads(args.threads)

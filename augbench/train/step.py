@@ -1,4 +1,4 @@
-"""What makes the training step fast, kept apart from the loop in train.py: the torch.compile mode
+"""What makes the training step fast, kept apart from the loop in loop.py: the torch.compile mode
 (with a one-line eager fallback), a fused optimizer whose lr is a device tensor, timing with CUDA
 events and epoch sums kept on the device, so that no step waits for the GPU."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`augbench rows import PATH [--results ROOT]`: rows produced elsewhere (a lent GPU) into ROOT/runs/.
-(`augbench rows verify` retrains rows to check them: augbench.rows_verify.)
+(`augbench rows verify` retrains rows to check them, a layer up: augbench.sweeps.verify, the `rows` command.)
 
 PATH is a folder or a .tar (.tar.gz, ...) holding `<run_id>.json` rows and, optionally, their
 per-epoch logs `<run_id>.csv` beside them (they go to ROOT/logs/). Every file is read and checked
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from augbench.atomic import atomic_write
 from augbench.errors import UserError
-from augbench.store import DONE, RUNNING, RunStore, check_row
+from augbench.store.atomic import atomic_write
+from augbench.store.rows import DONE, RUNNING, RunStore, check_row
 
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -41,17 +41,11 @@ class Incoming:
     log: bytes | None = None
 
 
-def add_arguments(p) -> None:
-    from augbench.cli import common_options
-
-    sub = p.add_subparsers(dest="rows_cmd", metavar="ACTION", required=True)
-    i = sub.add_parser("import", help="import rows (a folder or a .tar) into <results>/runs",
-                       parents=[common_options(leaf=True)])
+def add_parser(sub, common) -> None:
+    """The `import` action of `augbench rows` (the command: augbench.sweeps.verify)."""
+    i = sub.add_parser("import", help="import rows (a folder or a .tar) into <results>/runs", parents=[common])
     i.add_argument("path", help="a folder or a .tar of <run_id>.json rows (and <run_id>.csv logs)")
     i.add_argument("--results", metavar="ROOT", help="results root (default: $AUGBENCH_RESULTS or ./results)")
-    from augbench import rows_verify
-
-    rows_verify.add_parser(sub, common_options(leaf=True))
 
 
 def read_source(path: Path) -> tuple[dict[str, tuple[str, bytes]], bytes | None]:
@@ -161,10 +155,7 @@ def import_rows(path: str | Path, root: str | Path | None = None) -> dict[str, l
 
 
 def main(args) -> int:
-    if args.rows_cmd == "verify":
-        from augbench import rows_verify
-
-        return rows_verify.main(args)
+    """`augbench rows import PATH`."""
     out = import_rows(args.path, args.results)
     root = RunStore.at(args.results).root
     print(f"{len(out['imported'])} row(s) imported into {root / 'runs'}, {len(out['kept'])} already done here "

@@ -1,5 +1,9 @@
-"""`augbench rows verify [RUN_ID ... | --sample N] [--results ROOT]`: retrain committed rows from their
+"""`augbench rows`: `verify` here, `import` in augbench.store.importing.
+
+`augbench rows verify [RUN_ID ... | --sample N] [--results ROOT]`: retrain committed rows from their
 recorded configs and say whether each one's metrics and weights hash come out exactly the same.
+It trains (augbench.run.run_config), so it sits with the sweeps, above the run; importing rows only
+reads and writes the store.
 
 A CPU run is bitwise deterministic for a given code, torch build and thread count, so a row made here
 can be re-derived by anyone: the run is trained again in a temporary results root (the random-init kNN
@@ -16,8 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from augbench.errors import UserError
-from augbench.store import DONE, RunStore
+from augbench.errors import UserError, common_options
+from augbench.store import importing
+from augbench.store.rows import DONE, RunStore
 
 COMPARED = "weights_sha256"  # besides every metric
 
@@ -111,7 +116,21 @@ def verify_row(row: dict[str, Any], commit: str) -> list[str]:
     return differences(row, new)
 
 
+# ---------------------------------------------------------------------------- `augbench rows`
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="rows_cmd", metavar="ACTION", required=True)
+    importing.add_parser(sub, common_options(leaf=True))
+    add_parser(sub, common_options(leaf=True))
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.rows_cmd == "import":
+        return importing.main(args)
+    return verify(args)
+
+
+def verify(args: argparse.Namespace) -> int:
+    """`augbench rows verify`: exit status 0 when every row matched exactly, 1 otherwise."""
     from augbench.env import git_commit
 
     store = RunStore.at(args.results)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from augbench.atomic import atomic_write
-from augbench.store import CorruptFile
+from augbench.store.atomic import atomic_write
+from augbench.store.rows import CorruptFile
 
 CKPT_NAME = "last.pt"
 _requested = threading.Event()

@@ -1,4 +1,5 @@
-"""The run store: the one module that knows the results layout, the row type and the status words.
+"""The run store: the one module that knows the results layout, the row type and the status words,
+and the row functions by rows folder (the library API: ``read_row(run_id, runs)``, ...).
 
     <root>/runs/<run_id>.json          one row per run (schema: docs/design.md), written atomically
     <root>/logs/<run_id>.csv           per-epoch log
@@ -19,9 +20,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TypedDict
+from typing import Any, Iterable, Iterator, TypedDict
 
-from augbench.atomic import atomic_write
+from augbench.store.atomic import atomic_write
 from augbench.env import results_root
 from augbench.errors import UserError
 
@@ -179,3 +180,26 @@ def discard(path: str | Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(path), dest)
     return dest
+
+
+# ---------------------------------------------------------------------------- by rows folder (library API)
+def runs_dir(runs: str | Path | None = None) -> Path:
+    """The rows folder: `runs` itself, else <results root>/runs."""
+    return RunStore.of_runs_dir(runs).runs
+
+
+def row_path(run_id: str, runs: str | Path | None = None) -> Path:
+    return RunStore.of_runs_dir(runs).row_path(run_id)
+
+
+def write_row(row: Row, runs: str | Path | None = None) -> Path:
+    return RunStore.of_runs_dir(runs).write_row(row)
+
+
+def read_row(run_id: str, runs: str | Path | None = None) -> Row | None:
+    """The row, None if there is none; CorruptFile (naming the file) if it cannot be read."""
+    return RunStore.of_runs_dir(runs).read_row(run_id)
+
+
+def iter_rows(runs: str | Path | None = None) -> Iterable[Row]:
+    yield from RunStore.of_runs_dir(runs).iter_rows()

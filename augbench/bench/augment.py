@@ -200,7 +200,7 @@ def run_case(name: str, device, iters: int, batch: int | None, backends, workers
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from augbench.atomic import atomic_write
+    from augbench.store.atomic import atomic_write
     from augbench.env import environment, package_version, results_root
     from augbench.errors import UserError
 

@@ -1,35 +1,14 @@
-"""Result rows as a pandas frame (`collect`), and the row functions by rows folder (the library API;
-the layout itself is augbench.store's)."""
+"""Result rows as a pandas frame (`collect`, what the analysis reads), and `augbench collect`: result
+rows -> <results>/runs.csv. The layout itself is augbench.store.rows'."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from augbench.atomic import atomic_write
-from augbench.store import ROW_STATUSES as STATUSES, Row, RunStore, atomic_write_json  # noqa: F401
-
-
-def runs_dir(runs: str | Path | None = None) -> Path:
-    """The rows folder: `runs` itself, else <results root>/runs."""
-    return RunStore.of_runs_dir(runs).runs
-
-
-def row_path(run_id: str, runs: str | Path | None = None) -> Path:
-    return RunStore.of_runs_dir(runs).row_path(run_id)
-
-
-def write_row(row: Row, runs: str | Path | None = None) -> Path:
-    return RunStore.of_runs_dir(runs).write_row(row)
-
-
-def read_row(run_id: str, runs: str | Path | None = None) -> Row | None:
-    """The row, None if there is none; store.CorruptFile (naming the file) if it cannot be read."""
-    return RunStore.of_runs_dir(runs).read_row(run_id)
-
-
-def iter_rows(runs: str | Path | None = None) -> Iterable[Row]:
-    yield from RunStore.of_runs_dir(runs).iter_rows()
+from augbench.store.atomic import atomic_write
+from augbench.store.rows import RunStore, iter_rows, runs_dir
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -74,3 +53,23 @@ def collect(runs: str | Path | None = None, csv_path: str | Path | None = None):
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(csv_path, df.to_csv(index=False))
     return df
+
+
+# ---------------------------------------------------------------------------- `augbench collect`
+def add_arguments(p) -> None:
+    p.add_argument("--results", metavar="ROOT", default=None,
+                   help="results root: reads ROOT/runs (default: $AUGBENCH_RESULTS or ./results)")
+    p.add_argument("--runs", default=None, help=argparse.SUPPRESS)  # before --results meant the root: a rows folder
+    p.add_argument("--csv", default=None, help="output CSV (default: ROOT/runs.csv)")
+
+
+def main(args) -> int:
+    store = RunStore.of_runs_dir(args.runs) if args.runs else RunStore.at(args.results)
+    df = collect(store.runs, args.csv)
+    if df.empty:
+        print(f"no result rows under {store.runs}")
+        return 0
+    counts = df.groupby("status").size().to_dict()
+    print(f"{len(df)} rows ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) -> "
+          f"{args.csv or store.runs.parent / 'runs.csv'}")
+    return 0
