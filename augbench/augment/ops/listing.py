@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import argparse
 
+from augbench.augment.listing import _fmt  # one number format for `augbench policies` and `augbench ops`
+
 PATHS = ("torch", "numba", "triton")  # the fused backend's plan paths, in the order they are listed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="show one op only")
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (tuple, list)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
 
 
 def fast_paths() -> dict[str, frozenset[str] | None]:
