@@ -36,7 +36,7 @@ FROM_RECIPE: Any = _FromRecipe()
 
 # Fields that change how a run executes but not what it computes; left out of the run id.
 EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard",
-                              "channels_last"})
+                              "channels_last", "online_knn_every", "online_knn_per_class"})
 # torch.compile of the training step: auto = on for CUDA (CUDA graphs), off on the CPU; or a torch.compile mode
 COMPILE_SETTINGS = ("auto", "on", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -103,6 +103,8 @@ class RunConfig:
     num_threads: int | None = None
     device: str = "auto"
     tensorboard: bool = False  # also write the per-epoch log as TensorBoard scalars (needs the extra)
+    online_knn_every: int = 0  # epochs between kNN checks during training, logged as knn_online (0 = off)
+    online_knn_per_class: int = 100  # online kNN: train images (bank) and test images (queries) per class
 
     # ---------------------------------------------------------------- construction
     def __post_init__(self) -> None:
@@ -230,6 +232,8 @@ class RunConfig:
         check_int("finetune_epochs", 0)
         check_float("finetune_lr", 0.0, None, open_lo=True)
         check_int("ckpt_every", 0)
+        check_int("online_knn_every", 0)
+        check_int("online_knn_per_class", 1)
         check_int("num_threads", 1, allow_none=True)
         if not isinstance(self.device, str):
             raise bad("device", "must be a string such as 'auto', 'cpu' or 'cuda'")

@@ -114,6 +114,13 @@ def _torchvision_warnings(arch: dict[str, Any]) -> list[str]:
     return out
 
 
+def pretraining_split(dataset: str | None) -> str:
+    """The split a run pretrained on: "train", or "train+unlabeled" for stl10-unlabeled."""
+    from augbench.data.dataset import PRETRAIN_ON
+
+    return PRETRAIN_ON.get(dataset, (dataset, "train"))[1]
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -229,7 +236,7 @@ def export_run(run_id: str, results: str | Path | None = None, out: str | Path |
         "config": config,
         "metrics": row.get("metrics", {}),
         "commit": env.get("git_commit"),
-        "data": {"dataset": config.get("dataset"), "split": "train", "subset_per_class": config.get("subset"),
+        "data": {"dataset": config.get("dataset"), "split": pretraining_split(config.get("dataset")), "subset_per_class": config.get("subset"),
                  "subset_seed": 0, "images_seen_in_pretraining": (row.get("timings") or {}).get("images")},
         "checkpoint": {"path": str(path.resolve()), "epoch": int(state["epoch"]), **card_checks},
         "env": {k: env.get(k) for k in ("torch", "device", "device_name") if k in env},

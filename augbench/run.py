@@ -127,6 +127,16 @@ def _prepare(cfg: RunConfig) -> tuple[Any, torch.device, Any, Any]:
     return policy, device, train, test
 
 
+def _online_knn(cfg: RunConfig, train, test, device: torch.device, norm, size):
+    """The accuracy-during-training monitor when `online_knn_every` asks for it, else None."""
+    if not cfg.online_knn_every:
+        return None
+    from augbench.eval.online import OnlineKNN
+
+    return OnlineKNN(train, test, device, every=cfg.online_knn_every, per_class=cfg.online_knn_per_class,
+                     k=cfg.knn_k, t=cfg.knn_t, norm=norm, size=size, amp=bool(cfg.amp and device.type == "cuda"))
+
+
 def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | None, stop_at_step: int | None,
                 force: bool, prepared: tuple[Any, torch.device, Any, Any] | None = None) -> dict[str, Any]:
     import time
@@ -189,7 +199,8 @@ def _run_config(cfg: RunConfig, store: RunStore, ckpt_dir: Path, sweep: str | No
             extra["knn_top1_random_init"] = random_init_knn(cfg, method, train, test, device,
                                                             cache_dir=store.cache, **eval_kw)
         result = pretrain(cfg, method, train.pretraining, engine, device=device, ckpt_dir=ckpt_dir, log_path=log_path,
-                          resume=resume, extra=extra, stop_at_step=stop_at_step)
+                          resume=resume, extra=extra, stop_at_step=stop_at_step,
+                          monitor=_online_knn(cfg, train, test, device, norm, size))
         row["history"] = result.history
         # the same on every rank under DDP (it keeps the ranks' parameters in sync); exact resumes too
         row["weights_sha256"] = weights_sha256(method)

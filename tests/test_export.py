@@ -202,3 +202,10 @@ def test_torchvision_loads_the_export_when_installed():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(theirs.eval()(x), ours(x), atol=1e-5)
+
+
+def test_the_card_names_the_split_a_run_pretrained_on():
+    from augbench.export import pretraining_split
+
+    assert pretraining_split("stl10-unlabeled") == "train+unlabeled"  # STL-10's labeled + unlabeled images
+    assert pretraining_split("cifar10") == pretraining_split("imagefolder:/x") == "train"

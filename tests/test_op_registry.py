@@ -120,6 +120,36 @@ def test_backends_without_the_op_name_it(channel_gain):
             Engine(_with_gain(), backend="albumentations")
 
 
+def test_one_user_module_reaches_every_backend(images):
+    """A user op that declares its Kornia module and its albumentations transform runs on all three
+    backends: the same op, from one place. A vertical flip at p=1 is exact everywhere."""
+    pytest.importorskip("kornia")
+    pytest.importorskip("albumentations")
+    import albumentations as A
+    import kornia.augmentation as K
+
+    def sample(b, hw, p, gen, device, ctx):
+        return {"applied": torch.rand(b, generator=gen, device=device) < p["p"]}
+
+    def apply(x, p, d, ctx):
+        return torch.where(d["applied"][:, None, None, None], x.flip(-2), x)
+
+    register_op(name="vflip", params={"p": (0.5, prob)}, sample=sample, apply=apply, doc="mirror top-bottom",
+                kornia=lambda p, **settings: K.RandomVerticalFlip(p=p["p"]),
+                from_kornia=lambda data, module: {"applied": data["batch_prob"] > 0.5},
+                albumentations=lambda p: A.VerticalFlip(p=p["p"]))
+    try:
+        pol = Policy.from_dict({"name": "v", "ops": [{"op": "vflip", "p": 1.0}]})
+        x = images.float() / 255
+        for backend in ("fused", "kornia", "albumentations"):
+            (view,) = Engine(pol, backend=backend, seed=0)(images, views=1)
+            assert torch.equal(view, x.flip(-2)), backend
+        with pytest.raises(PolicyError, match="`albumentations` must be callable"):
+            register_op(name="vflip2", params={}, apply=apply, albumentations="VerticalFlip")
+    finally:
+        unregister_op("vflip")
+
+
 def test_register_op_checks_what_it_is_given(channel_gain):
     ok = dict(params={"p": (0.5, prob)}, sample=_sample, apply=_apply, doc="")
     with pytest.raises(PolicyError, match="already registered; pass replace=True"):

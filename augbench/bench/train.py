@@ -113,9 +113,9 @@ def run_case(method: str, aug: bool, mode: str, settings: dict, data, device, *,
     seed_everything(cfg.seed)
     model = build_method(cfg, build_backbone(cfg)).to(device)
     engine = Engine(policy, backend=cfg.backend, seed=cfg.seed, device=device) if aug else PlainViews(norm, size)
-    flop = step_flop(cfg, model, train.images, norm, size, device)
+    flop = step_flop(cfg, model, train.pretraining, norm, size, device)
     t0 = time.perf_counter()
-    res = pretrain(cfg, model, train.images, engine, device=device)
+    res = pretrain(cfg, model, train.pretraining, engine, device=device)  # stl10-unlabeled: + unlabeled
     last = res.history[-1]
     steps = res.steps // cfg.epochs
     out = {"method": method, "aug": aug, "mode": mode, "compile_mode": res.compile_mode,
@@ -207,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else results_root() / "bench" / f"bench-train-{device.type}-{stamp}.json"
     report: dict[str, Any] = {"benchmark": "bench-train", "device": device_name(device), "device_type": device.type,
                               "torch": torch.__version__, "started_at": stamp, "finished": False,
-                              "settings": {**settings, "train_images": len(data[0].images),
+                              "settings": {**settings, "train_images": len(data[0].pretraining),
                                            "test_images": len(data[1].images)},
                               "cases": [], "ratios": {}}
     # the most telling cases first (an interrupted run keeps them): per method, eager then compiled

@@ -133,6 +133,7 @@ class _Loop:
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     bar: Any = None
     tb: Any = None
+    monitor: Any = None  # called with (method, epoch) at an epoch's end: extra log columns (eval.online)
 
     @property
     def cuda(self) -> bool:
@@ -142,16 +143,19 @@ class _Loop:
 def pretrain(cfg, method: nn.Module, images: torch.Tensor, engine, *, device: torch.device,
              ckpt_dir: str | Path | None = None, log_path: str | Path | None = None,
              resume: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-             stop_at_step: int | None = None) -> TrainResult:
+             stop_at_step: int | None = None, monitor=None) -> TrainResult:
     """Pretrain `method` on uint8 `images` (N, 3, H, W) with views from `engine`.
 
     `resume`: a checkpoint state (checkpoint.load) to continue from exactly. `extra`: plain data the
     caller wants back after a resume (stored in each checkpoint). `stop_at_step`: behave as if a
-    checkpoint had been requested before global step `stop_at_step` (tests, debugging).
+    checkpoint had been requested before global step `stop_at_step` (tests, debugging). `monitor`:
+    called on rank 0 as monitor(method, epoch) after each epoch, outside its timing; what it returns
+    joins that epoch's log row (augbench.eval.online.OnlineKNN: accuracy during training).
     No step waits for the GPU: losses, loss parts and timings are summed on the device and read
     once per epoch (on CUDA, a NaN loss is found at the end of its epoch).
     Raises NonFiniteLoss on NaN/inf loss and checkpoint.Preempted after a requested save."""
     run = _start(cfg, method, images, engine, device, ckpt_dir, log_path, extra, stop_at_step)
+    run.monitor = monitor
     if resume is not None:
         _resume(run, resume)
     _wrap(run)
@@ -329,6 +333,8 @@ def _end_epoch(run: _Loop, epoch: int, t_epoch: float, lr: float) -> None:
            "img_s": img_per_step * acc["n"] / max(1e-9, epoch_s), **means}
     if getattr(run.method, "momentum", False):
         row["tau"] = run.method.tau
+    if run.monitor is not None and run.rank == 0:  # reads the encoder only: no RNG draw, no BN update
+        row.update(run.monitor(run.method, epoch + 1))
     run.history.append(row)
     run.acc = fast.fresh_acc(run.device)
     if run.bar is not None:

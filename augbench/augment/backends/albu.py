@@ -1,7 +1,8 @@
 """albumentations, per image on the CPU (numpy HWC uint8 in): for DataLoader workers and the
-benchmark. The same policy maps onto albumentations' own ops; the distributions match the other
-backends (tests/test_backends.py), the pixels do not exactly (OpenCV resampling, uint8 colour
-maths). Patch masks reuse fused's op on the stacked batch.
+benchmark. Each op maps onto albumentations' own transform, which its op module declares
+(`OpSpec.albumentations`); the distributions match the other backends (tests/test_backends.py), the
+pixels do not exactly (OpenCV resampling, uint8 colour maths). Patch masks reuse fused's op on the
+stacked batch.
 
     t = AlbuTransform(policy.for_view(0), seed=0)   # picklable, for a Dataset
     chw = t(hwc_uint8)                              # float32 tensor (3, H', W')
@@ -17,31 +18,23 @@ import torch
 
 from augbench.augment.backends import fused
 from augbench.augment.errors import AugmentInputError
+from augbench.augment.ops import OPS
+
+
+def check_ops(ops) -> None:
+    """Every op must name its albumentations transform (`OpSpec.albumentations`); the patch mask runs
+    after albumentations, on the stacked batch."""
+    for op, _ in ops:
+        if op != "patch_mask" and OPS[op].albumentations is None:
+            raise AugmentInputError(f"backend='albumentations' cannot run op {op!r}: it has no albumentations "
+                                    "transform (OpSpec.albumentations); use backend='fused', which runs every "
+                                    "registered op")
 
 
 def build(ops, seed: int | None = None) -> A.Compose:
-    ts = []
-    for op, p in ops:
-        if op == "random_resized_crop":
-            ts.append(A.RandomResizedCrop(size=tuple(p["size"]), scale=tuple(p["scale"]), ratio=tuple(p["ratio"]),
-                                          interpolation=cv2.INTER_LINEAR, p=p["p"]))
-        elif op == "resize":
-            ts.append(A.Resize(*p["size"], interpolation=cv2.INTER_LINEAR))
-        elif op == "horizontal_flip":
-            ts.append(A.HorizontalFlip(p=p["p"]))
-        elif op == "color_jitter":
-            ts.append(A.ColorJitter(brightness=p["brightness"], contrast=p["contrast"],
-                                    saturation=p["saturation"], hue=p["hue"], p=p["p"]))
-        elif op == "grayscale":
-            ts.append(A.ToGray(num_output_channels=3, p=p["p"]))
-        elif op == "gaussian_blur":
-            k = p["kernel_size"]
-            ts.append(A.GaussianBlur(blur_limit=(k, k), sigma_limit=tuple(p["sigma"]), p=p["p"]))
-        elif op == "solarize":
-            t = p["threshold"]
-            ts.append(A.Solarize(threshold_range=(t, t), p=p["p"]))
-        elif op == "normalize":
-            ts.append(A.Normalize(mean=p["mean"], std=p["std"], max_pixel_value=255.0))
+    """The view's ops as one Compose, in policy order (each op's spec builds its own transform)."""
+    check_ops(ops)
+    ts = [OPS[op].albumentations(p) for op, p in ops if op != "patch_mask"]
     compose = A.Compose(ts, seed=seed, save_applied_params=True)
     # Compose(seed=s) seeds EVERY transform with s, so their first draws coincide (a flip and a
     # jitter gate would be correlated); one shared stream decorrelates them and is one state to save
@@ -67,16 +60,9 @@ class AlbuTransform:
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
 
 
-SUPPORTED = ("random_resized_crop", "resize", "horizontal_flip", "color_jitter", "grayscale", "gaussian_blur",
-             "solarize", "normalize", "patch_mask")
-
-
 class AlbuBackend:
     def __init__(self, engine):
-        for op in engine.policy.op_names:
-            if op not in SUPPORTED:
-                raise AugmentInputError(f"backend='albumentations' cannot run op {op!r} (it maps only {list(SUPPORTED)} "
-                                        "onto albumentations); use backend='fused', which runs every registered op")
+        check_ops(engine.policy.ops)
         self.e = engine
         self._ts: dict[str, AlbuTransform] = {}
         self._pending: dict = {}  # state loaded before the view's transform exists

@@ -22,6 +22,13 @@ def kornia(p, **settings):
     return K.RandomGaussianBlur((k, k), tuple(p["sigma"]), p=p["p"])
 
 
+def albumentations(p):
+    import albumentations as A
+
+    k = p["kernel_size"]
+    return A.GaussianBlur(blur_limit=(k, k), sigma_limit=tuple(p["sigma"]), p=p["p"])
+
+
 def from_kornia(data, module):
     return {"sigma": data["sigma"], "applied": data["batch_prob"] > 0.5}
 
@@ -32,4 +39,4 @@ SPEC = OpSpec(
         "sigma": ((0.1, 2.0), range_in(0.0, 1e3, open_lo=True)),
         "p": (0.5, prob),
     }, "Gaussian blur with a per-sample sigma drawn from `sigma`, with probability p",
-    sample=sample, apply=apply, group="blur", kornia=kornia, from_kornia=from_kornia, module=__name__)
+    sample=sample, apply=apply, group="blur", kornia=kornia, albumentations=albumentations, from_kornia=from_kornia, module=__name__)

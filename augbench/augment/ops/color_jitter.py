@@ -46,6 +46,13 @@ def kornia(p, jitter_order: Any = "batch", **settings):
     return K.ColorJitter(p["brightness"], p["contrast"], p["saturation"], p["hue"], p=p["p"], order=order)
 
 
+def albumentations(p):
+    import albumentations as A
+
+    return A.ColorJitter(brightness=p["brightness"], contrast=p["contrast"], saturation=p["saturation"],
+                         hue=p["hue"], p=p["p"])
+
+
 def from_kornia(data, module):
     d = {k: data[f"{k}_factor"] for k in JITTER_KEYS}
     order = module._fixed_order  # a fixed order is not in the params
@@ -81,4 +88,4 @@ SPEC = OpSpec(
         "hue": (0.1, jitter_factor(max_delta=0.5, centre=0.0)),
         "p": (0.8, prob),
     }, "torchvision ColorJitter (brightness, contrast, saturation, hue in a random order) with probability p",
-    sample=sample, apply=apply, group="jitter", auto=AUTO, kornia=kornia, from_kornia=from_kornia, module=__name__)
+    sample=sample, apply=apply, group="jitter", auto=AUTO, kornia=kornia, albumentations=albumentations, from_kornia=from_kornia, module=__name__)

@@ -92,6 +92,14 @@ def kornia(p, **settings):
     return K.RandomResizedCrop(tuple(p["size"]), scale=p["scale"], ratio=p["ratio"], p=p["p"])
 
 
+def albumentations(p):
+    import albumentations as A
+    import cv2
+
+    return A.RandomResizedCrop(size=tuple(p["size"]), scale=tuple(p["scale"]), ratio=tuple(p["ratio"]),
+                               interpolation=cv2.INTER_LINEAR, p=p["p"])
+
+
 def box_from_kornia(data) -> torch.Tensor:
     """Kornia's crop corners (src, (B, 4, 2)) -> boxes x0, y0, w, h."""
     src = data["src"]
@@ -111,4 +119,4 @@ SPEC = OpSpec(
         "p": (1.0, prob),
     }, "crop a random area (fraction `scale` of the image, aspect `ratio`) and resize to `size`",
     sample=sample, apply=apply, group="crop", stage=RESAMPLE, output_size=lambda p: tuple(p["size"]),
-    kornia=kornia, from_kornia=from_kornia, module=__name__)
+    kornia=kornia, albumentations=albumentations, from_kornia=from_kornia, module=__name__)

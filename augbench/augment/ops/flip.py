@@ -20,6 +20,12 @@ def kornia(p, **settings):
     return K.RandomHorizontalFlip(p=p["p"])
 
 
+def albumentations(p):
+    import albumentations as A
+
+    return A.HorizontalFlip(p=p["p"])
+
+
 SPEC = OpSpec("horizontal_flip", {"p": (0.5, prob)}, "mirror left-right with probability p",
-              sample=sample, apply=apply, group="flip", stage=RESAMPLE, kornia=kornia,
+              sample=sample, apply=apply, group="flip", stage=RESAMPLE, kornia=kornia, albumentations=albumentations,
               from_kornia=lambda data, module: {"applied": data["batch_prob"] > 0.5}, module=__name__)

@@ -21,6 +21,12 @@ def kornia(p, **settings):
     return K.RandomGrayscale(p=p["p"])
 
 
+def albumentations(p):
+    import albumentations as A
+
+    return A.ToGray(num_output_channels=3, p=p["p"])
+
+
 SPEC = OpSpec("grayscale", {"p": (0.2, prob)}, "convert to 3-channel grayscale with probability p",
-              sample=sample, apply=apply, group="gray", kornia=kornia,
+              sample=sample, apply=apply, group="gray", kornia=kornia, albumentations=albumentations,
               from_kornia=lambda data, module: {"applied": data["batch_prob"] > 0.5}, module=__name__)

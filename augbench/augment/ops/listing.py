@@ -1,6 +1,7 @@
 """`augbench ops`: every registered op (built-in, and the user ops $AUGBENCH_OPS names) with its
 parameters and defaults, its group, where it is defined, which fast paths of the fused backend
-cover it (the others run it on the reference path) and whether backend="kornia" can run it;
+cover it (the others run it on the reference path) and whether backend="kornia" and
+backend="albumentations" can run it;
 then the RandAugment / TrivialAugment candidates."""
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ def describe(spec, paths: dict[str, frozenset[str] | None]) -> list[str]:
     if missing:
         fast += f"; {', '.join(missing)} not installed here"
     kornia = spec.kornia is not None or spec.name == "patch_mask"  # the mask runs after Kornia's ops
+    albu = spec.albumentations is not None or spec.name == "patch_mask"  # ... and after albumentations'
     lines = [f"{spec.name}: {spec.doc}",
              "    params: " + (", ".join(f"{k}={_fmt(d)}" for k, (d, _) in spec.params.items()) or "(none)"),
              f"    group: {spec.group or '-'}    fast paths: {fast}    kornia: {'yes' if kornia else 'no'}"
+             f"    albumentations: {'yes' if albu else 'no'}"
              f"    defined in: {spec.module or '?'}"]
     return lines
 

@@ -17,6 +17,12 @@ def kornia(p, **settings):
     return K.Normalize(mean=torch.tensor(p["mean"]), std=torch.tensor(p["std"]))
 
 
+def albumentations(p):
+    import albumentations as A
+
+    return A.Normalize(mean=p["mean"], std=p["std"], max_pixel_value=255.0)
+
+
 SPEC = OpSpec("normalize", {"mean": (CIFAR10_MEAN, triple(-1e9)), "std": (CIFAR10_STD, triple(0.0, open_lo=True))},
-              "subtract mean, divide by std per channel", apply=apply, kornia=kornia,
+              "subtract mean, divide by std per channel", apply=apply, kornia=kornia, albumentations=albumentations,
               from_kornia=lambda data, module: None, module=__name__)

@@ -69,6 +69,9 @@ def register_op(spec: OpSpec | None = None, /, *, replace: bool = False, builtin
         raise PolicyError(f"register_op({name!r}): `apply(x, p, d, ctx)` is required (the op's reference)")
     if spec.sample is not None and not callable(spec.sample):
         raise PolicyError(f"register_op({name!r}): `sample` must be callable or None")
+    for hook in ("kornia", "from_kornia", "albumentations", "output_size", "validate"):
+        if getattr(spec, hook) is not None and not callable(getattr(spec, hook)):
+            raise PolicyError(f"register_op({name!r}): `{hook}` must be callable or None")
     if spec.stage not in STAGES:
         raise PolicyError(f"register_op({name!r}): stage must be one of {list(STAGES)}, got {spec.stage!r}")
     for k, (default, check) in spec.params.items():  # a bad default fails here, not in a policy

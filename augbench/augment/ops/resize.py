@@ -20,7 +20,14 @@ def kornia(p, **settings):
     return K.Resize(tuple(p["size"]), align_corners=True)
 
 
+def albumentations(p):
+    import albumentations as A
+    import cv2
+
+    return A.Resize(*p["size"], interpolation=cv2.INTER_LINEAR)
+
+
 SPEC = OpSpec("resize", {"size": (32, size)},
               "deterministic resize to `size` (used in place of a crop, e.g. `no_crop`)",
               sample=sample, apply=apply, stage=RESAMPLE, output_size=lambda p: tuple(p["size"]),
-              kornia=kornia, from_kornia=lambda data, module: {"box": box_from_kornia(data)}, module=__name__)
+              kornia=kornia, albumentations=albumentations, from_kornia=lambda data, module: {"box": box_from_kornia(data)}, module=__name__)

@@ -24,12 +24,19 @@ def kornia(p, **settings):
     return K.RandomSolarize(thresholds=(t, t), additions=(0.0, 0.0), p=p["p"])
 
 
+def albumentations(p):
+    import albumentations as A
+
+    t = p["threshold"]
+    return A.Solarize(threshold_range=(t, t), p=p["p"])
+
+
 def from_kornia(data, module):
     return {"threshold": data["thresholds"], "applied": data["batch_prob"] > 0.5}
 
 
 SPEC = OpSpec("solarize", {"threshold": (0.5, unit), "p": (0.2, prob)},
               "invert pixels above `threshold` with probability p",
-              sample=sample, apply=apply, group="solarize", kornia=kornia, from_kornia=from_kornia, module=__name__,
+              sample=sample, apply=apply, group="solarize", kornia=kornia, albumentations=albumentations, from_kornia=from_kornia, module=__name__,
               auto=(AutoOp("solarize", "solarize", 0.0, 1.0, params=lambda v, hw, sampled: {"threshold": v},
                            doc="threshold = the magnitude (Kornia: m / 30 over (0, 1))"),))

@@ -207,6 +207,8 @@ class OpSpec:
     - `output_size(p) -> (h, w)`: for an op that sets the output size (crop, resize).
     - `kornia(p) -> module` and `from_kornia(data, module) -> d`: the `kornia.augmentation` module
       that is this op (backend="kornia") and its params in this op's format (for replay and tests).
+    - `albumentations(p) -> transform`: the albumentations transform that is this op, per image on
+      uint8 HWC (backend="albumentations"; its draws follow the same distributions, not the pixels).
     - `auto`: its candidates for RandAugment / TrivialAugment (`AutoOp`); their ops' `apply`
       must honour `d["applied"]`, as every op with a `p` does.
     - `validate(p, where)`: a check across parameters, after each one's own (raise PolicyError).
@@ -221,6 +223,7 @@ class OpSpec:
     output_size: Callable | None = None
     kornia: Callable | None = None
     from_kornia: Callable | None = None
+    albumentations: Callable | None = None
     auto: tuple[AutoOp, ...] = ()
     validate: Callable | None = None
     module: str = ""  # where it is defined (shown by `augbench ops`)
