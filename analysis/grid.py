@@ -43,9 +43,33 @@ def sweep_gaps(df: pd.DataFrame, runs_root: Path) -> list[dict]:
             continue
         miss = [c for c in cfgs if c.run_id not in done]
         source = f"snapshot sweeps/{name}/sweep.yaml" if snap.exists() else f"sweeps/{name}.yaml"
+        extra = _distinguishing(cfgs)
         out.append({"sweep": name, "source": source, "expected": len(cfgs), "done": len(cfgs) - len(miss),
-                    "missing": [f"{c.method} / {c.policy_name} / {c.backbone} / seed {c.seed} "
-                                f"({status.get(c.run_id, 'no row')})" for c in miss]})
+                    "missing": [f"{c.method} / {c.policy_name} / {c.backbone} / seed {c.seed}"
+                                + "".join(f", {k}={getattr(c, k)}" for k in extra[c.run_id])
+                                + f" ({status.get(c.run_id, 'no row')})" for c in miss]})
+    return out
+
+
+NAMED = ("method", "policy", "backbone", "seed")  # every missing run's line names these
+
+
+def _distinguishing(cfgs) -> dict[str, list[str]]:
+    """run id -> the fields, beyond NAMED, whose value tells this run from the sweep's other runs with the
+    same NAMED values (a calibration sweep's `include` entries vary width, lr, ...), so that no two lines
+    of the missing list read alike. A value its recipe filled in is not shown: its `recipe` is."""
+    from augbench.config import EXECUTION_FIELDS, RECIPE_FIELDS
+
+    groups: dict[tuple, list] = {}
+    for c in cfgs:
+        groups.setdefault(tuple(str(getattr(c, k)) for k in NAMED), []).append(c)
+    out = {}
+    for group in groups.values():
+        dicts = [c.to_dict(expand_policy=False) for c in group]
+        varying = [k for k in dicts[0] if k not in NAMED and k not in EXECUTION_FIELDS
+                   and len({repr(d.get(k)) for d in dicts}) > 1]
+        for c in group:
+            out[c.run_id] = [k for k in varying if k not in RECIPE_FIELDS or k in c.given]
     return out
 
 

@@ -195,6 +195,19 @@ def _imported_lines(df, gaps: list[dict]) -> list[str]:
                "not listed" if away else "")]
 
 
+def _setting(v, field: str) -> str:
+    """A config value as written: an integer field's 1000, not pandas' 1000.0 of a column that also holds a
+    missing value (a float field's 1.0 stays 1.0)."""
+    import dataclasses
+
+    from augbench.config import RunConfig
+
+    ints = {f.name for f in dataclasses.fields(RunConfig) if str(f.type).startswith("int")}
+    if field in ints and isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
 def settings_lines(done) -> list[str]:
     """The recipe, the settings every run shares, and each config value that differs between cells."""
     from analysis import stats as S
@@ -205,14 +218,16 @@ def settings_lines(done) -> list[str]:
     fields = [c for c in S.DESIGN if c in done]
     varying = [c for c in fields if done[c].astype(str).nunique() > 1]
     varying += [c for c in S.cell_cols(done) if c not in S.CELL and c not in varying]
-    recipes = [r if r != "default" else "not recorded (the rows predate the `recipe` field)"
-               for r in _uniq(done, "recipe")] or ["not recorded (the rows predate the `recipe` field)"]
-    shared = ", ".join(f"{c}={done[c].iloc[0]}" for c in fields if c not in varying and c != "recipe")
+    per_recipe = (done["recipe"].astype(str).value_counts() if "recipe" in done else {"default": len(done)})
+    recipes = [f"{r} ({n} runs)" if r != "default" else f"not recorded for {n} runs (they predate the `recipe` field)"
+               for r, n in sorted(dict(per_recipe).items())]
+    shared = ", ".join(f"{c}={_setting(done[c].iloc[0], c)}" for c in fields if c not in varying and c != "recipe")
     L = ["## Settings", "", f"- Recipe: {'; '.join(recipes)}",
          f"- Shared by every finished run: {shared or 'nothing beyond the cell'}"]
     if varying:
         keys = S.cell_cols(done)
-        per = done.groupby(keys, dropna=False)[varying].agg(lambda x: ", ".join(sorted(set(map(str, x)))))
+        per = done.groupby(keys, dropna=False)[varying].agg(
+            lambda x: ", ".join(sorted({_setting(v, x.name) for v in x})))
         per.index = [S.cell_label(dict(zip(keys, k if isinstance(k, tuple) else (k,))), sep=" / ")
                      .split("\n")[0] for k in per.index]
         L += ["- Differs between cells (a cell never averages runs of different settings):", "",

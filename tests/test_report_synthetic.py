@@ -131,3 +131,25 @@ def test_figures_share_labels_and_palette_and_keep_kinds_apart(drawn, tmp_path):
     assert sum(len(c.get_offsets()) for c in small.collections if isinstance(c, PathCollection)) == 4 * 2 * 2
     assert any(isinstance(c, LineCollection) for c in big.collections)
     assert "dots: the seeds where n < 3" in res["drops"].title
+
+
+def test_missing_runs_of_a_calibration_sweep_read_apart():
+    """A sweep whose `include` entries share method / policy / backbone / seed: each missing line names
+    what tells it from the others (not the values its method's recipe filled in)."""
+    from analysis.grid import _distinguishing
+    from augbench.sweeps import schema as sw
+
+    s = sw.sweep_from_dict({"name": "cal", "base": {"method": "simclr", "width": 8, "epochs": 2},
+                            "axes": {"seed": [0]},
+                            "include": [{"width": 16}, {"method": "byol"}, {"method": "byol", "lr": 2.0}]})
+    cfgs = sw.expand(s)
+    extra = {(c.method, c.width, c.lr): v for c, v in ((c, _distinguishing(cfgs)[c.run_id]) for c in cfgs)}
+    byol_lr = next(c.lr for c in cfgs if c.method == "byol" and c.lr != 2.0)
+    assert extra[("simclr", 8, cfgs[0].lr)] == extra[("simclr", 16, cfgs[0].lr)] == ["width"]
+    assert extra[("byol", 8, 2.0)] == ["lr"] and extra[("byol", 8, byol_lr)] == []  # recipe's lr: not shown
+
+
+def test_integer_settings_print_as_integers():
+    from analysis.report import _setting
+
+    assert _setting(1000.0, "subset") == "1000" and _setting(1.0, "lr") == "1.0" and _setting("none", "subset") == "none"
