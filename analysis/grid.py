@@ -2,6 +2,8 @@
 grid the rows themselves span, ablations without their `full` baseline, and failed or running rows."""
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -42,12 +44,33 @@ def sweep_gaps(df: pd.DataFrame, runs_root: Path) -> list[dict]:
             out.append({"sweep": name, "error": f"cannot expand: {e}", "imported": imported})
             continue
         miss = [c for c in cfgs if c.run_id not in done]
+        done_here = len(cfgs) - len(miss)
+        elsewhere = _done_elsewhere(runs_root, [c.run_id for c in miss])  # run id -> the other results root
+        miss = [c for c in miss if c.run_id not in elsewhere]
         source = f"snapshot sweeps/{name}/sweep.yaml" if snap.exists() else f"sweeps/{name}.yaml"
         extra = _distinguishing(cfgs)
-        out.append({"sweep": name, "source": source, "expected": len(cfgs), "done": len(cfgs) - len(miss),
+        out.append({"sweep": name, "source": source, "expected": len(cfgs), "done": done_here,
+                    "elsewhere": dict(Counter(elsewhere.values())),
                     "missing": [f"{c.method} / {c.policy_name} / {c.backbone} / seed {c.seed}"
                                 + "".join(f", {k}={getattr(c, k)}" for k in extra[c.run_id])
                                 + f" ({status.get(c.run_id, 'no row')})" for c in miss]})
+    return out
+
+
+def _done_elsewhere(runs_root: Path, run_ids: list[str]) -> dict[str, str]:
+    """Of `run_ids`, those with a done row in another results root beside this one (<parent>/<name>/runs/,
+    such as results/cpu-scale/runs/ of a calibration sweep): run id -> that folder, as "results/cpu-scale/runs"."""
+    out: dict[str, str] = {}
+    parent = Path(runs_root).resolve().parent
+    others = [d for d in sorted(parent.glob("*/runs")) if d.resolve() != Path(runs_root).resolve()]
+    for rid in run_ids:
+        for d in others:
+            try:
+                if json.loads((d / f"{rid}.json").read_text()).get("status") == "done":
+                    out[rid] = f"{parent.name}/{d.relative_to(parent).as_posix()}"
+                    break
+            except (OSError, ValueError, AttributeError):
+                continue
     return out
 
 

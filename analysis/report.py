@@ -111,7 +111,8 @@ def build(runs: Path, out: Path, only: str | None = None, metric: str = DEFAULT_
                 L += [f"- Sweep `{s['sweep']}`: no sweep file or snapshot to list its expected runs ({s['error']}); "
                       "its rows are reported as they are.", ""]
             continue
-        L.append(f"Sweep `{s['sweep']}` ({s['source']}): {s['done']} of {s['expected']} expected runs done.")
+        away = "".join(f"; {n} more done in `{root}`" for root, n in sorted(s.get("elsewhere", {}).items()))
+        L.append(f"Sweep `{s['sweep']}` ({s['source']}): {s['done']} of {s['expected']} expected runs done here{away}.")
         L += _cap([f"- missing: {m}" for m in s["missing"]])
         L.append("")
     base = grid.missing_baselines(df)

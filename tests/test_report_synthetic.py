@@ -153,3 +153,17 @@ def test_integer_settings_print_as_integers():
     from analysis.report import _setting
 
     assert _setting(1000.0, "subset") == "1000" and _setting(1.0, "lr") == "1.0" and _setting("none", "subset") == "none"
+
+
+def test_expected_runs_done_in_a_sibling_results_root_are_not_missing(tmp_path):
+    import json
+
+    from analysis.grid import _done_elsewhere
+
+    here, cal = tmp_path / "results" / "runs", tmp_path / "results" / "cal" / "runs"
+    here.mkdir(parents=True)
+    cal.mkdir(parents=True)
+    (cal / "aaaa.json").write_text(json.dumps({"run_id": "aaaa", "status": "done"}))
+    (cal / "bbbb.json").write_text(json.dumps({"run_id": "bbbb", "status": "failed"}))
+    (cal / "cccc.json").write_text("{not json")
+    assert _done_elsewhere(here, ["aaaa", "bbbb", "cccc", "dddd"]) == {"aaaa": "results/cal/runs"}
