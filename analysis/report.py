@@ -51,6 +51,7 @@ def build(runs: Path, out: Path, only: str | None = None, metric: str = DEFAULT_
     """Write what was asked; return {"figures": [...], "tables": [...], "report": path | None, "n_rows": n}."""
     from analysis import claims, grid, plots, tables
     from analysis import stats as S
+    from analysis.scale import scale_lines
 
     df = load_rows(runs)
     res = {"figures": [], "tables": [], "report": None, "n_rows": len(df)}
@@ -80,6 +81,7 @@ def build(runs: Path, out: Path, only: str | None = None, metric: str = DEFAULT_
           f"cell. Crop verdicts: a yes uses unadjusted one-sided paired t-tests combined as an intersection-union "
           f"test; a no (some other arm beats crop) uses Holm-adjusted one-sided tests. alpha {alpha}", ""]
     L += settings_lines(done)
+    L += scale_lines(done, runs)  # kNN: the random-init encoder is scored by kNN only
     if df.empty:
         L += ["**No result rows found.** Nothing can be plotted or tested yet: run a sweep "
               "(`make sweep SWEEP=crop_matters`) or a single run (`augbench train`), then `make report`.", ""]

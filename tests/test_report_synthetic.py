@@ -167,3 +167,11 @@ def test_expected_runs_done_in_a_sibling_results_root_are_not_missing(tmp_path):
     (cal / "bbbb.json").write_text(json.dumps({"run_id": "bbbb", "status": "failed"}))
     (cal / "cccc.json").write_text("{not json")
     assert _done_elsewhere(here, ["aaaa", "bbbb", "cccc", "dddd"]) == {"aaaa": "results/cal/runs"}
+
+
+def test_the_scale_section_gives_full_above_random_init_per_seed(twice):
+    root, (out, _) = twice
+    text = (out / "REPORT.md").read_text()
+    scale = text.split("## Scale", 1)[1].split("\n## ", 1)[0]
+    assert "| simclr / resnet18 / cifar10 / 30 ep | 3 | +51.0 | +50.0 | 0: +50.0, 1: +52.0, 2: +51.0 |" in scale
+    assert "| byol / resnet18 / imagenette32 / 30 ep | 2 | +31.0 | +30.0 | 0: +30.0, 1: +32.0 |" in scale
