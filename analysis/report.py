@@ -7,6 +7,7 @@ directory is written relative to it)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 from pathlib import Path
@@ -198,15 +199,19 @@ def _imported_lines(df, gaps: list[dict]) -> list[str]:
                "not listed" if away else "")]
 
 
-def _setting(v, field: str) -> str:
-    """A config value as written: an integer field's 1000, not pandas' 1000.0 of a column that also holds a
-    missing value (a float field's 1.0 stays 1.0)."""
+@functools.cache
+def _int_fields() -> frozenset[str]:
     import dataclasses
 
     from augbench.config import RunConfig
 
-    ints = {f.name for f in dataclasses.fields(RunConfig) if str(f.type).startswith("int")}
-    if field in ints and isinstance(v, float) and v.is_integer():
+    return frozenset(f.name for f in dataclasses.fields(RunConfig) if str(f.type).startswith("int"))
+
+
+def _setting(v, field: str) -> str:
+    """A config value as written: an integer field's 1000, not pandas' 1000.0 of a column that also holds a
+    missing value (a float field's 1.0 stays 1.0)."""
+    if field in _int_fields() and isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
 
