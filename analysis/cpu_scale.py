@@ -21,7 +21,10 @@ from augbench.config import EXECUTION_FIELDS
 SHOWN = ("method", "dataset", "cifar_stem", "width", "image_size", "subset", "epochs", "batch_size", "optimizer",
          "lr", "warmup_epochs", "tau_base", "proj_depth", "proj_hidden", "proj_dim", "proj_norm", "pred_hidden")
 HEADER = ("| # | method | data | stem | width | px | img/class | epochs | batch | opt | lr | warm-up | τ | projector "
-          "| pred | s/epoch | train+eval s | kNN full | kNN random | gain | linear | seeds | run ids |")
+          "| pred | other | s/epoch | train+eval s | kNN full | kNN random | gain | linear | seeds | run ids |")
+# not in "other": the seed, the policy (always `full`), what follows the data set, and the recipe's name
+# (its values are what the columns show)
+NOT_OTHER = frozenset({"seed", "policy", "eval_subset", "recipe", *EXECUTION_FIELDS})
 
 
 def settings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,9 +56,27 @@ def _proj(c: dict[str, Any]) -> str:
     return f"{c['proj_depth']}×{c['proj_hidden']}→{c['proj_dim']}{norm}"
 
 
+def others(entries: list[dict[str, Any]]) -> list[str]:
+    """Per entry, the fields outside the columns in which it differs from most settings of its method
+    (`weight_decay=0.0001`), so that no two rows of the table look alike but differ unseen."""
+    from collections import Counter
+
+    keys = sorted({k for e in entries for k in e["config"]} - set(SHOWN) - NOT_OTHER)
+    out = []
+    for e in entries:
+        same = [x["config"] for x in entries if x["config"]["method"] == e["config"]["method"]]
+        diff = []
+        for k in keys:
+            common = Counter(json.dumps(c.get(k), sort_keys=True, default=str) for c in same).most_common(1)[0][0]
+            if json.dumps(e["config"].get(k), sort_keys=True, default=str) != common:
+                diff.append(f"{k}={e['config'].get(k, 'default')}")
+        out.append(", ".join(diff) or "–")
+    return out
+
+
 def table(entries: list[dict[str, Any]]) -> str:
     lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
-    for i, e in enumerate(entries, 1):
+    for i, (e, other) in enumerate(zip(entries, others(entries)), 1):
         c = e["config"]
         tau = f"{c['tau_base']:g}" if c["method"] == "byol" else "–"
         pred = str(c["pred_hidden"]) if c["method"] in ("byol", "simsiam") else "–"
@@ -63,7 +84,7 @@ def table(entries: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {i} | {c['method']} | {c['dataset']} | {'CIFAR' if c['cifar_stem'] else 'ImageNet'} | {c['width']} "
             f"| {c['image_size']} | {c['subset'] or 'all'} | {c['epochs']} | {c['batch_size']} | {c['optimizer']} "
-            f"| {c['lr']:g} | {c['warmup_epochs']} | {tau} | {_proj(c)} | {pred} | {e['epoch_s']:.1f} "
+            f"| {c['lr']:g} | {c['warmup_epochs']} | {tau} | {_proj(c)} | {pred} | {other} | {e['epoch_s']:.1f} "
             f"| {e['run_s']:.0f} | {e['knn']:.1f} | {e['random']:.1f} | **{e['gain']:+.1f}** | {lin} "
             f"| {','.join(map(str, e['seeds']))} | {' '.join(r[:8] for r in e['run_ids'])} |")
     return "\n".join(lines)

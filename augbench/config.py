@@ -37,6 +37,9 @@ FROM_RECIPE: Any = _FromRecipe()
 # Fields that change how a run executes but not what it computes; left out of the run id.
 EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device", "compile", "tensorboard",
                               "channels_last", "online_knn_every", "online_knn_per_class"})
+# Hashed fields added after rows were committed: at this value they are left out of to_dict (so of the
+# run id and of the row), so the run ids and cells of earlier rows stay what they were.
+LATE_DEFAULTS: dict[str, Any] = {"pred_lr_mult": 1.0}
 # torch.compile of the training step: auto = on for CUDA (CUDA graphs), off on the CPU; or a torch.compile mode
 COMPILE_SETTINGS = ("auto", "on", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -65,6 +68,7 @@ class RunConfig:
     proj_norm: str = FROM_RECIPE  # between the projector's layers: "bn" (BatchNorm) or "none"
     proj_out_norm: str | None = FROM_RECIPE  # on its output: "none", "bn", "bn_noaffine"; None = the method's
     pred_hidden: int = FROM_RECIPE  # BYOL/SimSiam predictor
+    pred_lr_mult: float = FROM_RECIPE  # the predictor's lr over the rest's (DirectPred: a faster predictor)
     momentum: bool | None = None  # EMA target encoder; None = the method's default (BYOL on)
     tau_base: float = FROM_RECIPE  # EMA coefficient at step 0, cosine to 1 (R)
     # loss knobs (R)
@@ -132,6 +136,12 @@ class RunConfig:
         return cfg
 
     @classmethod
+    def from_concrete(cls, d: dict[str, Any], *, source: str = "config") -> "RunConfig":
+        """A config written by to_dict (a row's, a job's): a late field it lacks was at its default
+        (LATE_DEFAULTS), not "from the recipe", which may have changed since."""
+        return cls.from_dict({**LATE_DEFAULTS, **d} if isinstance(d, dict) else d, source=source)
+
+    @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
         data = read_yaml(path, "config file", ConfigError)
         return cls.from_dict(data or {}, source=str(path))
@@ -141,6 +151,7 @@ class RunConfig:
         (possibly new) method's or recipe's, those given explicitly are kept."""
         d = {k: v for k, v in self.to_dict(expand_policy=False).items()
              if k not in RECIPE_FIELDS or k in self._given}
+        d.update({k: getattr(self, k) for k in LATE_DEFAULTS if k in self._given})  # to_dict drops them at their default
         return RunConfig.from_dict({**d, **changes})
 
     @property
@@ -209,6 +220,9 @@ class RunConfig:
         check_int("proj_dim", 1)
         check_int("pred_hidden", 1)
         check_float("tau_base", 0.0, 1.0)
+        check_float("pred_lr_mult", 0.0, None, open_lo=True)
+        if self.pred_lr_mult != 1 and self.method not in ("byol", "simsiam"):
+            raise bad("pred_lr_mult", f"applies to a method with a predictor (byol, simsiam), not {self.method}")
         check_float("temperature", 0.0, None, open_lo=True)
         check_float("barlow_lambda", 0.0)
         check_float("barlow_scale", 0.0, None, open_lo=True)
@@ -282,6 +296,9 @@ class RunConfig:
     def to_dict(self, *, expand_policy: bool = True) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["vicreg_weights"] = list(self.vicreg_weights)
+        for k, v in LATE_DEFAULTS.items():
+            if d[k] == v:
+                del d[k]
         d["policy"] = self.policy_spec() if expand_policy else (
             self.policy.to_dict() if hasattr(self.policy, "to_dict") else self.policy)
         return d
@@ -316,6 +333,7 @@ FIELD_HELP = {
     "proj_norm": "projector norm",
     "proj_out_norm": "projector output norm",
     "pred_hidden": "predictor hidden width",
+    "pred_lr_mult": "the predictor's lr as a multiple of the lr (1 = the same)",
     "temperature": "softmax temperature",
     "vicreg_weights": "VICReg loss weights",
     "barlow_lambda": "Barlow Twins weight of the off-diagonal (redundancy) term",

@@ -257,7 +257,7 @@ def _verify_and_input(config: dict[str, Any], model: dict[str, Any], row: dict[s
     if isinstance(d.get("vicreg_weights"), list):
         d["vicreg_weights"] = tuple(d["vicreg_weights"])
     try:
-        cfg = RunConfig.from_dict(d, source="the row's config")
+        cfg = RunConfig.from_concrete(d, source="the row's config")
     except UserError:  # a row from another augbench version: export what the row says, unverified
         size = int(config.get("image_size", 32))
         return {"verified": False}, {"size": [size, size], "normalize": None, "scale": "RGB / 255"}

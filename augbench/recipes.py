@@ -20,7 +20,7 @@ SOURCE_KEYS = ("repo", "file", "commit", "key")
 # the "generic" recipe, and what a recipe that omits a field leaves there. Its keys are the fields a recipe
 # sets (the RunConfig fields marked R: config.RECIPE_FIELDS, checked equal there).
 GENERIC: dict[str, Any] = dict(
-    proj_depth=2, proj_hidden=2048, proj_dim=128, proj_norm="bn", proj_out_norm=None, pred_hidden=512, tau_base=0.99, temperature=0.5,
+    proj_depth=2, proj_hidden=2048, proj_dim=128, proj_norm="bn", proj_out_norm=None, pred_hidden=512, pred_lr_mult=1.0, tau_base=0.99, temperature=0.5,
     vicreg_weights=(25.0, 25.0, 1.0), barlow_lambda=0.005, barlow_scale=1.0, optimizer="sgd", lr=0.06,
     lr_scaling="linear", weight_decay=5e-4, exclude_bias_norm=False, lars_eta=0.001, lars_clip=False,
     warmup_epochs=0)

@@ -110,3 +110,66 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 def test_bad_optimizer_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=f"'{field}'"):
         _cfg(**{field: value})
+
+
+def test_predictor_lr_mult_scales_only_the_predictors_step():
+    """pred_lr_mult 10: after one SGD step (no momentum history yet) the predictor moved 10x as far as at
+    mult 1 and every other parameter exactly as far; the lr schedule keeps the ratio."""
+    from augbench.methods import build_method
+    from augbench.models import build_backbone
+    from augbench.train.step import set_lr
+
+    def one_step(mult):
+        cfg = RunConfig(method="byol", recipe="generic", width=4, proj_hidden=16, proj_dim=8, pred_hidden=16,
+                        pred_lr_mult=mult, optimizer="sgd", weight_decay=0.0)
+        torch.manual_seed(0)
+        m = build_method(cfg, build_backbone(cfg))
+        before = {n: p.detach().clone() for n, p in m.named_parameters()}
+        opt = build_optimizer(cfg, m.parameters(), 0.05, predictor=m.predictor.parameters())
+        set_lr(opt, None, 0.05)
+        torch.manual_seed(1)
+        loss, _ = m([torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)])
+        loss.backward()
+        opt.step()
+        return {n: p.detach() - before[n] for n, p in m.named_parameters()}, opt
+
+    base, _ = one_step(1.0)
+    fast, opt = one_step(10.0)
+    assert sorted({g.get("lr_mult", 1.0) for g in opt.param_groups}) == [1.0, 10.0]
+    assert all(g["lr"] == pytest.approx(0.05 * g.get("lr_mult", 1.0)) for g in opt.param_groups)
+    moved = [n for n in base if n.startswith("predictor.") and base[n].abs().max() > 0]
+    assert moved, "the predictor should have moved"
+    for n in base:
+        if n.startswith("predictor."):
+            torch.testing.assert_close(fast[n], 10 * base[n], rtol=1e-4, atol=1e-7)
+        else:
+            torch.testing.assert_close(fast[n], base[n], rtol=0, atol=0)
+
+
+def test_predictor_lr_mult_keeps_earlier_run_ids_and_names_bad_values():
+    cfg = RunConfig(method="byol")
+    assert "pred_lr_mult" not in cfg.to_dict()  # left out at its default: earlier rows keep their ids
+    assert cfg.run_id == RunConfig(method="byol", pred_lr_mult=1.0).run_id
+    assert RunConfig(method="byol", pred_lr_mult=10.0).run_id != cfg.run_id
+    assert RunConfig(method="byol", pred_lr_mult=10.0).to_dict()["pred_lr_mult"] == 10.0
+    assert RunConfig(method="byol", pred_lr_mult=10.0).replace(seed=1).pred_lr_mult == 10.0
+    for bad, msg in ((0.0, "pred_lr_mult"), (-1.0, "pred_lr_mult"), ("x", "must be a number")):
+        with pytest.raises(ConfigError, match=msg):
+            RunConfig.from_dict({"method": "byol", "pred_lr_mult": bad})
+    with pytest.raises(ConfigError, match="pred_lr_mult.*predictor"):
+        RunConfig.from_dict({"method": "simclr", "pred_lr_mult": 10.0})
+
+
+def test_a_row_without_the_late_field_keeps_its_default_when_a_recipe_sets_it(monkeypatch):
+    """A row written before pred_lr_mult existed (or at 1) has no such key; if a recipe later sets it,
+    the row still loads as the run it was (from_concrete), while a new config takes the recipe's value."""
+    from augbench import config as C
+
+    old = RunConfig(method="byol")
+    row = old.to_dict()
+    real = C.recipes.values_for
+    monkeypatch.setattr(C.recipes, "values_for", lambda *a: {**real(*a), "pred_lr_mult": 10.0})
+    assert RunConfig(method="byol").pred_lr_mult == 10.0
+    again = RunConfig.from_concrete(row)
+    assert again.pred_lr_mult == 1.0 and again.run_id == old.run_id
+    assert RunConfig.from_concrete(RunConfig(method="byol", pred_lr_mult=1.0).to_dict()).pred_lr_mult == 1.0

@@ -228,7 +228,7 @@ def train_one(root: str, sweep: str, cfg_dict: dict[str, Any]) -> dict[str, Any]
     from augbench.train import checkpoint, distributed
     from augbench.run import run_config
 
-    cfg = RunConfig.from_dict(cfg_dict, source=f"sweep {sweep}")
+    cfg = RunConfig.from_concrete(cfg_dict, source=f"sweep {sweep}")
     store = RunStore.at(root)
     row = store.read_row(cfg.run_id)
     if row and row["status"] == DONE:

@@ -81,7 +81,7 @@ def config_of(row: dict[str, Any]):
     from augbench.config import RunConfig
 
     threads = row["config"].get("num_threads") or row.get("env", {}).get("num_threads")
-    cfg = RunConfig.from_dict({**row["config"], "progress": False, "num_threads": threads},
+    cfg = RunConfig.from_concrete({**row["config"], "progress": False, "num_threads": threads},
                               source=f"row {row['run_id']}")
     if cfg.run_id != row["run_id"]:
         raise VerifyError(f"row {row['run_id']}: its config hashes to {cfg.run_id} with this code (a config "

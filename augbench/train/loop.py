@@ -115,7 +115,7 @@ class _Loop:
     peak: float
     nhwc: bool
     opt: torch.optim.Optimizer
-    lr_t: torch.Tensor | None  # the lr as a device tensor (fused optimizers on CUDA), else None
+    lr_t: list[torch.Tensor] | None  # each group's lr as a device tensor (fused optimizers on CUDA), else None
     token_mask: bool
     ckpt_dir: str | Path | None
     log_path: str | Path | None
@@ -188,7 +188,8 @@ def _start(cfg, method: nn.Module, images: torch.Tensor, engine, device: torch.d
     nhwc = fast.channels_last(cfg, device)
     if nhwc:
         method.to(memory_format=torch.channels_last)
-    opt, lr_t = fast.fast_optimizer(build_optimizer(cfg, method.parameters(), peak), device)
+    pred = method.predictor.parameters() if method.predictor is not None else ()
+    opt, lr_t = fast.fast_optimizer(build_optimizer(cfg, method.parameters(), peak, predictor=pred), device)
     return _Loop(cfg=cfg, method=method, engine=engine, images=images, device=device, rank=rank, world=world,
                  amp=bool(cfg.amp and device.type == "cuda"), steps_per_epoch=steps_per_epoch,
                  total_steps=cfg.epochs * steps_per_epoch, warmup_steps=cfg.warmup_epochs * steps_per_epoch,

@@ -92,19 +92,33 @@ class LARS(torch.optim.Optimizer):
         return bufs
 
 
-def param_groups(params: Iterable[torch.nn.Parameter], exclude_bias_norm: bool, lars: bool = False) -> list[dict[str, Any]]:
+def param_groups(params: Iterable[torch.nn.Parameter], exclude_bias_norm: bool, lars: bool = False,
+                 scaled: Iterable[torch.nn.Parameter] = (), lr_mult: float = 1.0) -> list[dict[str, Any]]:
     """One group, or (exclude_bias_norm) the >1-d weights and a second group of biases and norm
-    weights with no weight decay (and, for LARS, no trust ratio)."""
+    weights with no weight decay (and, for LARS, no trust ratio). The `scaled` parameters (a
+    predictor) get groups of their own with ``lr_mult``: their lr is that multiple of the schedule's
+    (``set_lr``)."""
     params = [p for p in params if p.requires_grad]
-    if not exclude_bias_norm:
-        return [{"params": params}]
+    scaled_ids = {id(p) for p in scaled} if lr_mult != 1 else set()
+    parts = [([p for p in params if id(p) not in scaled_ids], {}),
+             ([p for p in params if id(p) in scaled_ids], {"lr_mult": float(lr_mult)})]
     rest: dict[str, Any] = {"weight_decay": 0.0, **({"adapt": False} if lars else {})}
-    groups = [{"params": [p for p in params if p.ndim > 1]}, {"params": [p for p in params if p.ndim <= 1], **rest}]
+    groups = []
+    for ps, extra in parts:
+        if not exclude_bias_norm:
+            groups.append({"params": ps, **extra})
+        else:
+            groups += [{"params": [p for p in ps if p.ndim > 1], **extra},
+                       {"params": [p for p in ps if p.ndim <= 1], **rest, **extra}]
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(cfg, params, lr: float) -> torch.optim.Optimizer:
-    groups = param_groups(params, cfg.exclude_bias_norm, lars=cfg.optimizer == "lars")
+def build_optimizer(cfg, params, lr: float, predictor: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """The run's optimizer at lr `lr`; the `predictor` parameters at cfg.pred_lr_mult times it."""
+    mult = getattr(cfg, "pred_lr_mult", 1.0)
+    groups = param_groups(params, cfg.exclude_bias_norm, lars=cfg.optimizer == "lars", scaled=predictor, lr_mult=mult)
+    for g in groups:
+        g["lr"] = lr * g.get("lr_mult", 1.0)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.optimizer == "lars":

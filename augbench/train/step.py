@@ -67,26 +67,27 @@ class BufferSnapshot:
                 torch._foreach_copy_(self.buffers, self.copies)
 
 
-def fast_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> tuple[torch.optim.Optimizer, torch.Tensor | None]:
-    """On CUDA, SGD/Adam(W) rebuilt as their fused kernels (one launch for all parameters) with the lr
-    as a 0-d device tensor: setting it each step is a launch, not a recompile or a sync. Other
-    optimizers (LARS) and the CPU keep the optimizer and a float lr (None)."""
+def fast_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> tuple[torch.optim.Optimizer, list[torch.Tensor] | None]:
+    """On CUDA, SGD/Adam(W) rebuilt as their fused kernels (one launch for all parameters) with each
+    group's lr as a 0-d device tensor: setting it each step is a launch, not a recompile or a sync.
+    Other optimizers (LARS) and the CPU keep the optimizer and float lrs (None)."""
     kinds = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
     if device.type != "cuda" or type(opt) not in kinds:
         return opt, None
-    lr = torch.tensor(float(opt.param_groups[0]["lr"]), device=device)
-    groups = [{**g, "lr": lr, "fused": True, "foreach": False} for g in opt.param_groups]
-    return type(opt)(groups, lr=lr, fused=True), lr  # every other setting comes with its group
+    lrs = [torch.tensor(float(g["lr"]), device=device) for g in opt.param_groups]
+    groups = [{**g, "lr": t, "fused": True, "foreach": False} for g, t in zip(opt.param_groups, lrs)]
+    return type(opt)(groups, lr=lrs[0], fused=True), lrs  # every other setting comes with its group
 
 
-def set_lr(opt: torch.optim.Optimizer, lr_tensor: torch.Tensor | None, lr: float) -> None:
-    if lr_tensor is None:
+def set_lr(opt: torch.optim.Optimizer, lr_tensors: list[torch.Tensor] | None, lr: float) -> None:
+    """The schedule's lr on every group, times the group's ``lr_mult`` (a predictor's, see optim.py)."""
+    if lr_tensors is None:
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
     else:
-        lr_tensor.fill_(lr)  # a launch with the value as an argument: no host sync
-        for g in opt.param_groups:
-            g["lr"] = lr_tensor  # load_state_dict on resume puts the saved value back
+        for g, t in zip(opt.param_groups, lr_tensors):
+            t.fill_(lr * g.get("lr_mult", 1.0))  # a launch with the value as an argument: no host sync
+            g["lr"] = t  # load_state_dict on resume puts the saved value back
 
 
 class StepTimer:
