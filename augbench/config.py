@@ -151,7 +151,8 @@ class RunConfig:
         (possibly new) method's or recipe's, those given explicitly are kept."""
         d = {k: v for k, v in self.to_dict(expand_policy=False).items()
              if k not in RECIPE_FIELDS or k in self._given}
-        d.update({k: getattr(self, k) for k in LATE_DEFAULTS if k in self._given})  # to_dict drops them at their default
+        # to_dict drops a late field at its default; given, it stays given
+        d.update({k: getattr(self, k) for k in LATE_DEFAULTS if k in self._given})
         return RunConfig.from_dict({**d, **changes})
 
     @property

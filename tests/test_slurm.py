@@ -85,7 +85,8 @@ def test_preempted_task_resumes_from_its_checkpoint_with_the_same_metrics(slurm,
     ckpt = root / "checkpoints" / cfg.run_id / "last.pt"
     poll(ckpt.exists, what="the first epoch's checkpoint")
     # a higher-priority job needs the node: SLURM sends USR2, the task saves at a step boundary and requeues
-    subprocess.run(["sbatch", "-p", "urgent", "-c", "2", "-J", "augbench-test-urgent", "--wrap", "sleep 1"],
+    subprocess.run(["sbatch", "-p", "urgent", "-c", "2", "-J", "augbench-test-urgent",
+                    "-o", str(tmp_path / "urgent-%j.out"), "--wrap", "sleep 1"],
                    check=True, capture_output=True, timeout=30)
     final = poll(lambda: (read_row(cfg.run_id, root / "runs") or {}).get("status") in ("done", "failed"),
                  timeout=240, what="the requeued task to finish")

@@ -67,7 +67,8 @@ class BufferSnapshot:
                 torch._foreach_copy_(self.buffers, self.copies)
 
 
-def fast_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> tuple[torch.optim.Optimizer, list[torch.Tensor] | None]:
+def fast_optimizer(opt: torch.optim.Optimizer,
+                   device: torch.device) -> tuple[torch.optim.Optimizer, list[torch.Tensor] | None]:
     """On CUDA, SGD/Adam(W) rebuilt as their fused kernels (one launch for all parameters) with each
     group's lr as a 0-d device tensor: setting it each step is a launch, not a recompile or a sync.
     Other optimizers (LARS) and the CPU keep the optimizer and float lrs (None)."""
