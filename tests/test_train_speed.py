@@ -188,3 +188,30 @@ def test_cuda_fused_optimizer_with_a_tensor_lr_matches_float_lr():
         ref.step()
         opt.step()
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(p1, p2))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_fused_optimizer_keeps_each_groups_lr_mult():
+    """A predictor group (lr_mult 10, optim.param_groups) gets its own lr tensor: the fused step matches
+    the float-lr optimizer group by group."""
+    from augbench.train.optim import param_groups
+
+    torch.manual_seed(0)
+    p1 = [torch.nn.Parameter(torch.randn(64, 32, device="cuda")), torch.nn.Parameter(torch.randn(32, 16, device="cuda"))]
+    p2 = [torch.nn.Parameter(p.detach().clone()) for p in p1]
+    ref = torch.optim.SGD(param_groups(p1, False, scaled=p1[1:], lr_mult=10.0), lr=0.1, momentum=0.9)
+    opt, lr_t = fast.fast_optimizer(torch.optim.SGD(param_groups(p2, False, scaled=p2[1:], lr_mult=10.0), lr=0.1,
+                                                    momentum=0.9), torch.device("cuda"))
+    assert lr_t is not None and len(lr_t) == 2
+    for step in range(5):
+        lr = 0.01 * (step + 1) / 5
+        fast.set_lr(ref, None, lr)
+        fast.set_lr(opt, lr_t, lr)
+        assert float(lr_t[1]) == pytest.approx(10 * float(lr_t[0]))
+        for a, b in zip(p1, p2):
+            a.grad = torch.sin(a.detach() * (step + 1))
+            b.grad = torch.sin(b.detach() * (step + 1))
+        ref.step()
+        opt.step()
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(p1, p2))

@@ -115,8 +115,8 @@ def param_groups(params: Iterable[torch.nn.Parameter], exclude_bias_norm: bool, 
 
 def build_optimizer(cfg, params, lr: float, predictor: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
     """The run's optimizer at lr `lr`; the `predictor` parameters at cfg.pred_lr_mult times it."""
-    mult = getattr(cfg, "pred_lr_mult", 1.0)
-    groups = param_groups(params, cfg.exclude_bias_norm, lars=cfg.optimizer == "lars", scaled=predictor, lr_mult=mult)
+    groups = param_groups(params, cfg.exclude_bias_norm, lars=cfg.optimizer == "lars", scaled=predictor,
+                          lr_mult=cfg.pred_lr_mult)
     for g in groups:
         g["lr"] = lr * g.get("lr_mult", 1.0)
     if cfg.optimizer == "sgd":
