@@ -39,7 +39,7 @@ EXECUTION_FIELDS = frozenset({"ckpt_every", "progress", "num_threads", "device",
                               "channels_last", "online_knn_every", "online_knn_per_class"})
 # Hashed fields added after rows were committed: at this value they are left out of to_dict (so of the
 # run id and of the row), so the run ids and cells of earlier rows stay what they were.
-LATE_DEFAULTS: dict[str, Any] = {"pred_lr_mult": 1.0}
+LATE_DEFAULTS: dict[str, Any] = {"pred_lr_mult": 1.0, "amp_cpu": False}
 # torch.compile of the training step: auto = on for CUDA (CUDA graphs), off on the CPU; or a torch.compile mode
 COMPILE_SETTINGS = ("auto", "on", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -90,6 +90,7 @@ class RunConfig:
     views: int = 2
     backend: str = "fused"
     amp: bool = True  # bf16 autocast + channels_last on CUDA; ignored on CPU
+    amp_cpu: bool = False  # bf16 autocast of the training step on the CPU too (pays with AVX512-BF16 or AMX)
     compile: str = "auto"  # see COMPILE_SETTINGS (true/false also accepted); execution only, not hashed
     channels_last: bool | None = None  # NHWC activations; None = auto: on CUDA with amp, on the CPU for ResNets
     seed: int = 0
@@ -205,7 +206,7 @@ class RunConfig:
             self.dataset in DATASETS or self.dataset.startswith("imagefolder:")
         ):
             raise bad("dataset", f"must be one of {list(DATASETS)} or 'imagefolder:<path>'")
-        for name in ("cifar_stem", "amp", "progress", "tensorboard", "exclude_bias_norm", "lars_clip"):
+        for name in ("cifar_stem", "amp", "amp_cpu", "progress", "tensorboard", "exclude_bias_norm", "lars_clip"):
             check_bool(name)
         if not (isinstance(self.compile, bool) or self.compile in COMPILE_SETTINGS):
             raise bad("compile", f"must be true, false or one of {list(COMPILE_SETTINGS)}")
@@ -345,6 +346,7 @@ FIELD_HELP = {
     "lr_scaling": "how the lr follows the batch size",
     "weight_decay": "weight decay of the pretraining optimizer",
     "warmup_epochs": "epochs of linear lr warm-up",
+    "amp_cpu": "a different run from fp32 (hashed); evaluation stays fp32",
     "views": "augmented views per image",
     "backend": "the augmentation engine's backend",
     "compile": "torch.compile of the training step",

@@ -35,6 +35,25 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def cpu_isa() -> str:
+    """The CPU's vector ISA as torch dispatches it, plus the bf16 extensions oneDNN uses
+    ('AVX512+avx512_bf16'): oneDNN picks its kernels by these, so a CPU run reproduces bitwise on
+    a CPU with the same ones (and the same thread count)."""
+    import torch
+
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    extra = [x for x in ("avx512_bf16", "amx_bf16") if x in flags]
+    return "+".join([torch.backends.cpu.get_cpu_capability(), *extra])
+
+
 def package_version(name: str) -> str | None:
     """An installed package's version without importing it; None when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
@@ -59,6 +78,7 @@ def environment(device) -> dict:
         "device": str(device),
         "device_name": device_name(device),
         "num_threads": torch.get_num_threads(),  # CPU results are bitwise reproducible at this count
+        "cpu_isa": cpu_isa(),  # ... and on this ISA
         "hostname": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }

@@ -53,7 +53,7 @@ def test_row_schema_and_files(tiny_run):
     assert on_disk["policy"]["name"] == "simclr" and on_disk["policy"]["ops"]
     # every field, but a late one at its default (left out so that earlier rows keep their run ids)
     late = {k for k, v in LATE_DEFAULTS.items() if getattr(cfg, k) == v}
-    assert set(on_disk["config"]) == set(RunConfig.__dataclass_fields__) - late and late == {"pred_lr_mult"}
+    assert set(on_disk["config"]) == set(RunConfig.__dataclass_fields__) - late and late == {"pred_lr_mult", "amp_cpu"}
     assert set(on_disk["metrics"]) == {"knn_top1", "knn_top1_projector", "linear_top1", "knn_top1_random_init",
                                        "final_loss"}  # no fine-tuning asked for: absent, not zero
     assert all(0.0 <= on_disk["metrics"][k] <= 100.0 for k in on_disk["metrics"] if k.endswith("top1"))

@@ -72,6 +72,21 @@ def test_cpu_training_is_bitwise_repeatable(tmp_path):
     assert [(h["loss"], h["z_std"]) for h in a] == [(h["loss"], h["z_std"]) for h in b]
 
 
+def test_cpu_bf16_autocast_is_its_own_run_and_bitwise_repeatable(tmp_path):
+    """amp_cpu: bf16 autocast of the CPU step. A different computation (another run id, other losses),
+    itself repeatable bit for bit; off, the run id is what it was before the field existed."""
+    cfg = RunConfig(**TINY)
+    assert "amp_cpu" not in cfg.to_dict() and cfg.replace(amp_cpu=True).run_id != cfg.run_id
+    assert fast.bf16_autocast(cfg.replace(amp_cpu=True), torch.device("cpu"))
+    assert not fast.bf16_autocast(cfg, torch.device("cpu")) and fast.bf16_autocast(cfg, torch.device("cuda"))
+    with pytest.raises(ConfigError, match="'amp_cpu'"):
+        RunConfig.from_dict({"amp_cpu": "yes"})
+    runs = [_train(tmp_path / d, method="simclr", policy="simclr", epochs=1, amp_cpu=bf) for d, bf in
+            (("a", True), ("b", True), ("c", False))]
+    a, b, c = ([(h["loss"], h["z_std"]) for h in r[1].history] for r in runs)
+    assert a == b and a != c and abs(a[0][0] - c[0][0]) < 0.05 * abs(c[0][0])  # close to fp32, not equal
+
+
 def test_step_timer_sums_each_part_of_the_step():
     timer = fast.StepTimer(torch.device("cpu"))
     for _ in range(3):
@@ -112,13 +127,17 @@ def test_bench_train_writes_each_case_as_it_finishes(tmp_path, monkeypatch):
     rep = json.loads(out.read_text())
     assert rep["finished"] and rep["device_type"] == "cpu" and rep["device"].startswith("cpu")
     eager = {c["aug"]: c for c in rep["cases"] if c["mode"] == "eager"}
-    assert eager[True]["epoch_s"] > 0 and eager[False]["epoch_s"] > 0 and eager[True]["eval_s"] > 0
-    assert [c["mode"] for c in rep["cases"]] == ["nchw", "nchw", "eager", "eager"]  # the CPU's default modes
+    assert eager[True]["epoch_s"] > 0 and eager[False]["epoch_s"] > 0
+    assert [c["mode"] for c in rep["cases"]] == ["nchw", "nchw", "eager", "eager", "bf16", "bf16"]  # CPU defaults
+    bf16 = {c["aug"]: c for c in rep["cases"] if c["mode"] == "bf16"}
+    assert bf16[True]["eval_s"] > 0 and "eval_s" not in eager[True]  # the evaluation is timed in the last mode
+    assert bf16[True]["loss"] != eager[True]["loss"]  # the autocast step is a different computation
     ratio = rep["ratios"]["simclr/eager: with_aug / without_aug"]
     assert ratio == pytest.approx(eager[True]["epoch_s"] / eager[False]["epoch_s"])
     nchw = {c["aug"]: c for c in rep["cases"] if c["mode"] == "nchw"}
-    assert rep["ratios"]["simclr/aug: images/s eager / nchw"] == pytest.approx(
-        nchw[True]["epoch_s"] / eager[True]["epoch_s"])
+    for mode, case in (("eager", eager), ("bf16", bf16)):
+        assert rep["ratios"][f"simclr/aug: images/s {mode} / nchw"] == pytest.approx(
+            nchw[True]["epoch_s"] / case[True]["epoch_s"])
     # FLOPs counted, held against a measured peak
     assert rep["peak_gflops_sgemm"] > 0 and all(c["gflop_per_step"] > 0 for c in rep["cases"])
     assert all(0 < c["share_of_peak"] == pytest.approx(c["gflops"] / rep["peak_gflops_sgemm"]) for c in rep["cases"])

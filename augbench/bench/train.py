@@ -22,8 +22,9 @@ POLICY = {"simclr": "simclr", "byol": "byol", "vicreg": "vicreg", "barlow": "byo
 CPU_SKIP = ("torch.compile is measured on CUDA only: CPU runs stay eager (bitwise deterministic, and "
             "compiling costs more than it saves there)")
 # CPU modes: "nchw" is the eager step as it was before channels_last on the CPU (the baseline of the
-# ratio), "eager" the step runs use now
-CPU_MODES = ["nchw", "eager"]
+# ratios), "eager" the fp32 step in channels_last, "bf16" that step under bf16 autocast (`amp_cpu`)
+EAGER_MODES = ("eager", "nchw", "bf16")
+CPU_MODES = ["nchw", "eager", "bf16"]
 SETTING_FIELDS = ("backbone", "width", "cifar_stem", "image_size", "subset", "batch_size", "recipe", "dataset",
                   "eval_subset", "linear_epochs", "knn_k", "patch_size")
 
@@ -31,9 +32,10 @@ SETTING_FIELDS = ("backbone", "width", "cifar_stem", "image_size", "subset", "ba
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--modes", nargs="+", default=None,
-                   help="eager, nchw (eager without channels_last: the CPU step before it) and/or torch.compile "
-                        "settings (auto = what runs use on CUDA; default, reduce-overhead, ...); default: "
-                        "eager auto on CUDA, nchw eager on the CPU")
+                   help="eager, nchw (eager without channels_last: the CPU step before it), bf16 (eager "
+                        "under bf16 autocast on the CPU: amp_cpu) and/or torch.compile settings (auto = what "
+                        "runs use on CUDA; default, reduce-overhead, ...); default: eager auto on CUDA, nchw "
+                        "eager bf16 on the CPU")
     p.add_argument("--sweep", default=None, help="take the setting (backbone, width, stem, data, batch, recipe, "
                    "...) and the methods from this sweep file's base and method axis, e.g. crop_matters_cpu")
     p.add_argument("--epochs", type=int, default=2, help="epochs per case; the last one is timed (default 2)")
@@ -106,8 +108,8 @@ def run_case(method: str, aug: bool, mode: str, settings: dict, data, device, *,
 
     train, test = data
     cfg = RunConfig(method=method, policy=POLICY[method], device=str(device), progress=False, ckpt_every=0,
-                    compile="off" if mode in ("eager", "nchw") else mode,
-                    channels_last=False if mode == "nchw" else None, **settings)
+                    compile="off" if mode in EAGER_MODES else mode,
+                    channels_last=False if mode == "nchw" else None, amp_cpu=mode == "bf16", **settings)
     policy = cfg.policy_obj()
     norm, size = normalization(policy), policy.output_size or (cfg.image_size, cfg.image_size)
     seed_everything(cfg.seed)
@@ -123,7 +125,7 @@ def run_case(method: str, aug: bool, mode: str, settings: dict, data, device, *,
            "model_s": last["model_s"], "img_s": last["img_s"], "steps_per_epoch": steps,
            "wall_s": time.perf_counter() - t0, "loss": last["loss"], "gflop_per_step": flop / 1e9,
            "gflops": flop * steps / last["epoch_s"] / 1e9}
-    if mode != "eager" and res.compile_mode is None:
+    if mode not in EAGER_MODES and res.compile_mode is None:
         out["note"] = "compilation failed; the case ran eagerly"
     if evaluate:
         t0 = time.perf_counter()
@@ -175,10 +177,10 @@ def ratios(cases: list[dict]) -> dict[str, float]:
     for (m, aug, mode), s in t.items():
         if aug and (m, False, mode) in t:
             r[f"{m}/{mode}: with_aug / without_aug"] = s / t[(m, False, mode)]
-        if mode not in ("eager", "nchw") and (m, aug, "eager") in t:
+        if mode not in EAGER_MODES and (m, aug, "eager") in t:
             r[f"{m}/{'aug' if aug else 'noaug'}: eager / {mode}"] = t[(m, aug, "eager")] / s
-        if mode == "eager" and (m, aug, "nchw") in t:  # images/s now over the step before channels_last
-            r[f"{m}/{'aug' if aug else 'noaug'}: images/s eager / nchw"] = t[(m, aug, "nchw")] / s
+        if mode in ("eager", "bf16") and (m, aug, "nchw") in t:  # images/s over the step before channels_last
+            r[f"{m}/{'aug' if aug else 'noaug'}: images/s {mode} / nchw"] = t[(m, aug, "nchw")] / s
     return r
 
 
@@ -215,7 +217,7 @@ def main(args: argparse.Namespace) -> int:
     with tqdm(total=len(cases), desc="bench-train", unit="case", disable=not args.progress, dynamic_ncols=True) as bar:
         for method, mode, aug in cases:
             bar.set_postfix_str(f"{method} {mode} {'aug' if aug else 'noaug'}")
-            if mode not in ("eager", "nchw") and not cuda:
+            if mode not in EAGER_MODES and not cuda:
                 res: dict[str, Any] = {"method": method, "aug": aug, "mode": mode, "skipped": CPU_SKIP}
             else:
                 try:

@@ -191,7 +191,7 @@ def _start(cfg, method: nn.Module, images: torch.Tensor, engine, device: torch.d
     pred = method.predictor.parameters() if method.predictor is not None else ()
     opt, lr_t = fast.fast_optimizer(build_optimizer(cfg, method.parameters(), peak, predictor=pred), device)
     return _Loop(cfg=cfg, method=method, engine=engine, images=images, device=device, rank=rank, world=world,
-                 amp=bool(cfg.amp and device.type == "cuda"), steps_per_epoch=steps_per_epoch,
+                 amp=fast.bf16_autocast(cfg, device), steps_per_epoch=steps_per_epoch,
                  total_steps=cfg.epochs * steps_per_epoch, warmup_steps=cfg.warmup_epochs * steps_per_epoch,
                  peak=peak, nhwc=nhwc, opt=opt, lr_t=lr_t,
                  token_mask=getattr(engine, "mask_mode", "pixel") == "token", ckpt_dir=ckpt_dir,

@@ -37,6 +37,16 @@ def channels_last(cfg, device: torch.device) -> bool:
     return cfg.backbone.startswith("resnet")
 
 
+def bf16_autocast(cfg, device: torch.device) -> bool:
+    """Whether the training step runs under bf16 autocast: `amp` on CUDA, `amp_cpu` on the CPU, where
+    it pays only with AVX512-BF16 or AMX (oneDNN's bf16 kernels; elsewhere they are emulated and slow).
+    A CPU run stays bitwise deterministic either way. Evaluation on the CPU stays fp32: it is a few %
+    of a run, and the random-init figures stay shared with fp32 runs."""
+    if device.type == "cuda":
+        return bool(cfg.amp)
+    return device.type == "cpu" and bool(getattr(cfg, "amp_cpu", False))
+
+
 def compile_model(model: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     return model if mode is None else torch.compile(model, mode=mode)
 
