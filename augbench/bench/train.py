@@ -155,11 +155,12 @@ def step_flop(cfg, method, images, norm, size, device) -> float:
     return float(counter.get_total_flops())
 
 
-def sgemm_peak_gflops(device) -> float:
-    """The best fp32 matmul rate here (4096^2, best of 5): the attainable peak the step is held against."""
+def sgemm_peak_gflops(device, dtype=None) -> float:
+    """The best matmul rate here (4096^2, best of 5; fp32 unless `dtype`): the attainable peak the
+    step is held against (a bf16 step against the bf16 one)."""
     import torch
 
-    a = torch.randn(4096, 4096, device=device)
+    a = torch.randn(4096, 4096, device=device, dtype=dtype)
     best = 0.0
     for _ in range(5):
         t0 = time.perf_counter()
@@ -230,9 +231,15 @@ def main(args: argparse.Namespace) -> int:
             atomic_write(out, json.dumps(report, indent=2, default=str))
             bar.update(1)
     report["peak_gflops_sgemm"] = sgemm_peak_gflops(device)
+    if any(c["mode"] == "bf16" and "gflops" in c for c in report["cases"]):
+        import torch
+
+        report["peak_gflops_bf16_gemm"] = sgemm_peak_gflops(device, torch.bfloat16)
     for c in report["cases"]:
         if "gflops" in c:
-            c["share_of_peak"] = c["gflops"] / report["peak_gflops_sgemm"]
+            bf16 = c["mode"] == "bf16" and not cuda
+            c["peak"] = "bf16 gemm" if bf16 else "fp32 sgemm"
+            c["share_of_peak"] = c["gflops"] / report["peak_gflops_bf16_gemm" if bf16 else "peak_gflops_sgemm"]
     report["finished"] = True
     atomic_write(out, json.dumps(report, indent=2, default=str))
     print(f"bench-train on {report['device']} ({settings['backbone']} width {settings['width']}, "
@@ -242,10 +249,11 @@ def main(args: argparse.Namespace) -> int:
         if "epoch_s" in c:
             ev = f"  eval {c['eval_s']:.2f} s" if "eval_s" in c else ""
             print(f"  {what} epoch {c['epoch_s']:.3f} s  ({c['img_s']:.0f} img/s, {c['gflops']:.0f} GFLOP/s = "
-                  f"{100 * c['share_of_peak']:.0f} % of the sgemm peak, first epoch {c['first_epoch_s']:.2f} s){ev}")
+                  f"{100 * c['share_of_peak']:.0f} % of the {c['peak']} peak, first epoch {c['first_epoch_s']:.2f} s){ev}")
         else:
             print(f"  {what} {'skipped (see below)' if 'skipped' in c else 'error: ' + c['error']}")
-    print(f"  peak: fp32 matmul {report['peak_gflops_sgemm']:.0f} GFLOP/s here (4096^2, best of 5)")
+    print(f"  peak: fp32 matmul {report['peak_gflops_sgemm']:.0f} GFLOP/s here (4096^2, best of 5)"
+          + (f", bf16 matmul {report['peak_gflops_bf16_gemm']:.0f}" if "peak_gflops_bf16_gemm" in report else ""))
     reasons = sorted({c["skipped"] for c in report["cases"] if "skipped" in c})
     for why in reasons:
         print(f"  skipped: {why}")
