@@ -90,7 +90,7 @@ class RunConfig:
     views: int = 2
     backend: str = "fused"
     amp: bool = True  # bf16 autocast + channels_last on CUDA; ignored on CPU
-    amp_cpu: bool = False  # bf16 autocast of the training step on the CPU too (pays with AVX512-BF16 or AMX)
+    amp_cpu: bool = False  # bf16 autocast of the CPU training step (pays with AVX512-BF16/AMX); eval stays fp32
     compile: str = "auto"  # see COMPILE_SETTINGS (true/false also accepted); execution only, not hashed
     channels_last: bool | None = None  # NHWC activations; None = auto: on CUDA with amp, on the CPU for ResNets
     seed: int = 0
@@ -346,7 +346,6 @@ FIELD_HELP = {
     "lr_scaling": "how the lr follows the batch size",
     "weight_decay": "weight decay of the pretraining optimizer",
     "warmup_epochs": "epochs of linear lr warm-up",
-    "amp_cpu": "a different run from fp32 (hashed); evaluation stays fp32",
     "views": "augmented views per image",
     "backend": "the augmentation engine's backend",
     "compile": "torch.compile of the training step",

@@ -50,6 +50,8 @@ def test_a_changed_figure_is_a_mismatch_and_the_row_is_kept(done_run, tmp_path, 
     row = json.loads((root / "runs" / f"{run_id}.json").read_text())
     row["metrics"]["knn_top1"] += 0.5
     row["env"]["git_commit"] = "0" * 40
+    assert row["env"]["cpu_isa"]  # recorded by the run; here a row from another CPU and torch build
+    row["env"].update(cpu_isa="AVX2", torch="2.12.0+cpu")
     path = other / "runs" / f"{run_id}.json"
     path.write_text(json.dumps(row))
     before = path.read_bytes()
@@ -57,6 +59,7 @@ def test_a_changed_figure_is_a_mismatch_and_the_row_is_kept(done_run, tmp_path, 
     out = capsys.readouterr().out
     assert f"{run_id} MISMATCH" in out and "knn_top1: recorded" in out
     assert "the row was made at " + "0" * 40 in out  # says the code is elsewhere
+    assert "the row was made on AVX2" in out and "made with 2.12.0+cpu" in out  # ... and the machine
     assert path.read_bytes() == before and _files(other) == {path.relative_to(other): before}
 
 

@@ -103,6 +103,24 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
+def machine_notes(row: dict[str, Any]) -> list[str]:
+    """Where this machine differs from the row's in what CPU bits depend on: the torch build and the
+    CPU's vector ISA (oneDNN picks its kernels by it). Said before retraining, so that a mismatch
+    can be read; rows from before `cpu_isa` was recorded say nothing of it."""
+    import torch
+
+    from augbench.env import cpu_isa
+
+    env, out = row.get("env", {}), []
+    if env.get("torch") and env["torch"] != torch.__version__:
+        out.append(f"torch here is {torch.__version__}, the row was made with {env['torch']}: a mismatch may "
+                   f"come from it")
+    if str(env.get("device", "cpu")) == "cpu" and env.get("cpu_isa") and env["cpu_isa"] != cpu_isa():
+        out.append(f"this CPU's ISA is {cpu_isa()}, the row was made on {env['cpu_isa']}: oneDNN picks other "
+                   f"kernels, so a mismatch may come from it")
+    return out
+
+
 def verify_row(row: dict[str, Any], commit: str) -> list[str]:
     from augbench.run import run_config
 
@@ -111,6 +129,8 @@ def verify_row(row: dict[str, Any], commit: str) -> list[str]:
     if made_at != commit:
         print(f"{row['run_id']}: the code is at {commit}, the row was made at {made_at}: a mismatch may come "
               f"from the code changed since")
+    for note in machine_notes(row):
+        print(f"{row['run_id']}: {note}")
     with tempfile.TemporaryDirectory(prefix="augbench-verify-") as tmp:
         new = run_config(cfg, results_dir=Path(tmp) / "runs")
     return differences(row, new)
