@@ -58,3 +58,14 @@ def test_two_task_job_trains_one_run_with_ddp(slurm, tmp_path):  # noqa: F811
     lrs = [h["lr"] for h in row["history"]]
     assert lrs == [lr_at(e * steps - 1, cfg.epochs * steps, 0, peak_lr(cfg, 2)) for e in (1, 2)]
     assert [h["img_s"] > 0 for h in row["history"]] == [True, True]
+
+
+def test_master_port_is_one_per_job_and_below_the_ephemeral_range():
+    """Every task of a job computes the same rendezvous port from the job id, outside Linux's default
+    ephemeral range, where an outgoing connection's local port could hold it (EADDRINUSE on rank 0)."""
+    from augbench.train.distributed import MASTER_PORTS, master_port
+
+    ports = [master_port(str(j)) for j in range(3000)] + [master_port("68238_4")]
+    assert all(MASTER_PORTS[0] <= p <= MASTER_PORTS[1] < 32768 for p in ports)
+    assert len(set(ports)) > 2000  # spread: two jobs on a node rarely share one
+    assert master_port("68238_4") == master_port("68238_4") and master_port(68238) == master_port("68238")

@@ -26,6 +26,19 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
+# The rendezvous port: picked from the job id (every task computes the same one) below Linux's default
+# ephemeral range (32768-60999). submitit's own pick (20000-60000) lands in that range 70 % of the
+# time, where the local port of any outgoing connection on the node can hold it: EADDRINUSE on rank 0
+# while the other ranks wait for it (seen once on the local SLURM).
+MASTER_PORTS = (20000, 32767)
+
+
+def master_port(job_id: str) -> int:
+    import random
+
+    return random.Random(str(job_id)).randint(*MASTER_PORTS)
+
+
 def _export_submitit_env() -> None:
     """Inside a multi-task submitit job, export MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK."""
     try:
@@ -34,7 +47,8 @@ def _export_submitit_env() -> None:
     except ImportError:  # submitit is only needed for SLURM jobs
         return
     try:
-        tasks = JobEnvironment().num_tasks
+        job = JobEnvironment()
+        tasks = job.num_tasks
     except RuntimeError:  # not a submitit job (no SLURM/submitit variables): single process
         return
     if tasks <= 1:
@@ -43,6 +57,7 @@ def _export_submitit_env() -> None:
     # train alone and each write the row as rank 0. WORLD_SIZE is unset (checked by the caller),
     # so stale MASTER_ADDR/RANK/... from the submitting shell are replaced by this job's values.
     # CUDA_VISIBLE_DEVICES is left alone: we pick the GPU by LOCAL_RANK (CUDA may already be up).
+    os.environ["MASTER_PORT"] = str(master_port(job.job_id))  # replaces a stale one, like the rest
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
