@@ -199,16 +199,23 @@ def test_cuda_fused_optimizer_with_a_tensor_lr_matches_float_lr():
     ref = torch.optim.SGD(p1, lr=0.1, momentum=0.9, weight_decay=5e-4)
     opt, lr_t = fast.fast_optimizer(torch.optim.SGD(p2, lr=0.1, momentum=0.9, weight_decay=5e-4), torch.device("cuda"))
     assert lr_t is not None and opt.param_groups[0]["fused"]
+    _step_both(ref, opt, lr_t, p1, p2, peak=0.1)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(p1, p2))
+
+
+def _step_both(ref, opt, lr_t, p1, p2, peak, each_step=lambda: None):
+    """Five steps of the float-lr optimizer `ref` on p1 and the fused `opt` on p2, the same gradients
+    and an lr ramping to `peak`; `each_step` runs after each lr is set."""
     for step in range(5):
-        lr = 0.1 * (step + 1) / 5
+        lr = peak * (step + 1) / 5
         fast.set_lr(ref, None, lr)
         fast.set_lr(opt, lr_t, lr)
+        each_step()
         for a, b in zip(p1, p2):
             a.grad = torch.sin(a.detach() * (step + 1))
             b.grad = torch.sin(b.detach() * (step + 1))
         ref.step()
         opt.step()
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(p1, p2))
 
 
 @pytest.mark.cuda
@@ -225,14 +232,9 @@ def test_cuda_fused_optimizer_keeps_each_groups_lr_mult():
     opt, lr_t = fast.fast_optimizer(torch.optim.SGD(param_groups(p2, False, scaled=p2[1:], lr_mult=10.0), lr=0.1,
                                                     momentum=0.9), torch.device("cuda"))
     assert lr_t is not None and len(lr_t) == 2
-    for step in range(5):
-        lr = 0.01 * (step + 1) / 5
-        fast.set_lr(ref, None, lr)
-        fast.set_lr(opt, lr_t, lr)
+
+    def predictor_lr_is_ten_times():
         assert float(lr_t[1]) == pytest.approx(10 * float(lr_t[0]))
-        for a, b in zip(p1, p2):
-            a.grad = torch.sin(a.detach() * (step + 1))
-            b.grad = torch.sin(b.detach() * (step + 1))
-        ref.step()
-        opt.step()
+
+    _step_both(ref, opt, lr_t, p1, p2, peak=0.01, each_step=predictor_lr_is_ten_times)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(p1, p2))

@@ -232,8 +232,6 @@ def main(args: argparse.Namespace) -> int:
             bar.update(1)
     report["peak_gflops_sgemm"] = sgemm_peak_gflops(device)
     if any(c["mode"] == "bf16" and "gflops" in c for c in report["cases"]):
-        import torch
-
         report["peak_gflops_bf16_gemm"] = sgemm_peak_gflops(device, torch.bfloat16)
     for c in report["cases"]:
         if "gflops" in c:

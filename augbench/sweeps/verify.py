@@ -111,12 +111,12 @@ def machine_notes(row: dict[str, Any]) -> list[str]:
 
     from augbench.env import cpu_isa
 
-    env, out = row.get("env", {}), []
+    env, out, isa = row.get("env", {}), [], cpu_isa()
     if env.get("torch") and env["torch"] != torch.__version__:
         out.append(f"torch here is {torch.__version__}, the row was made with {env['torch']}: a mismatch may "
                    f"come from it")
-    if str(env.get("device", "cpu")) == "cpu" and env.get("cpu_isa") and env["cpu_isa"] != cpu_isa():
-        out.append(f"this CPU's ISA is {cpu_isa()}, the row was made on {env['cpu_isa']}: oneDNN picks other "
+    if str(env.get("device", "cpu")) == "cpu" and env.get("cpu_isa") and env["cpu_isa"] != isa:
+        out.append(f"this CPU's ISA is {isa}, the row was made on {env['cpu_isa']}: oneDNN picks other "
                    f"kernels, so a mismatch may come from it")
     return out
 

@@ -44,7 +44,7 @@ def bf16_autocast(cfg, device: torch.device) -> bool:
     of a run, and the random-init figures stay shared with fp32 runs."""
     if device.type == "cuda":
         return bool(cfg.amp)
-    return device.type == "cpu" and bool(getattr(cfg, "amp_cpu", False))
+    return device.type == "cpu" and bool(cfg.amp_cpu)
 
 
 def compile_model(model: torch.nn.Module, mode: str | None) -> torch.nn.Module:
