@@ -205,20 +205,25 @@ def test_status_with_nothing_run_says_so(tmp_path, capsys):
     assert "no sweep has run under" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name,dataset,per_class", [("crop_matters_cpu", "cifar10", (1000, 500)),
-                                                    ("crop_matters_cpu_imagenette", "imagenette32", (850, 350))])
-def test_the_cpu_grids_hold_every_arm_seed_major_with_one_recipe_per_method(name, dataset, per_class):
+@pytest.mark.parametrize("name,dataset,per_class,scale", [
+    ("crop_matters_cpu", "cifar10", (1000, 500), (8, 32, False)),  # the first grids: 32 px, 8 epochs, fp32
+    ("crop_matters_cpu_imagenette", "imagenette32", (850, 350), (8, 32, False)),
+    ("crop_matters_cpu24", "cifar10", (1000, 500), (12, 24, True)),  # the chosen scale: 24 px, 12 epochs, bf16
+    ("crop_matters_cpu24_imagenette", "imagenette32", (850, 350), (12, 24, True))])
+def test_the_cpu_grids_hold_every_arm_seed_major_with_one_recipe_per_method(name, dataset, per_class, scale):
     cfgs = expand(load_sweep(name))
     assert len(cfgs) == 81 and len({c.run_id for c in cfgs}) == 81
     assert {c.policy_name for c in cfgs} == EXPECTED_ARMS and {c.method for c in cfgs} == {"simclr", "byol", "vicreg"}
     assert [c.seed for c in cfgs] == sorted(c.seed for c in cfgs)  # seed-major: a grid cut short is balanced
-    assert {(c.dataset, c.subset, c.eval_subset, c.recipe, c.cifar_stem, c.width, c.epochs, c.batch_size)
-            for c in cfgs} == {(dataset, *per_class, "cpu-small", True, 8, 8, 128)}
+    assert {(c.dataset, c.subset, c.eval_subset, c.recipe, c.cifar_stem, c.width, c.batch_size, c.epochs, c.image_size,
+             c.amp_cpu) for c in cfgs} == {(dataset, *per_class, "cpu-small", True, 8, 128, *scale)}
     by_method = {}
     for c in cfgs:  # within a method every run shares the recipe's values: only policy and seed vary
         d = {k: v for k, v in c.hashed_dict().items() if k not in ("policy", "seed")}
         by_method.setdefault(c.method, set()).add(repr(sorted(d.items())))
     assert all(len(v) == 1 for v in by_method.values())
+    # the warm-up solo-learn's cap would give a 12-epoch run cost VICReg 2-3 points (docs/cpu-scale.md item 13)
+    assert {c.warmup_epochs for c in cfgs if c.method == "vicreg"} == {0}
 
 
 def test_the_cpu_recipe_departs_from_solo_learn_only_where_a_row_says_so():
