@@ -58,9 +58,9 @@ bench-aug: setup
 	$(AUGBENCH) bench-aug
 
 # per method: epoch time with/without augmentation, eager/compiled (CUDA), evaluation time -> results/bench/
-# Without CUDA: the CPU grids' setting (crop_matters_cpu, one thread as its runs use), 500 images per class;
-# BENCH_TRAIN_ARGS replaces the arguments on any device
-BENCH_TRAIN_CPU ?= --sweep crop_matters_cpu --subset 500 --epochs 2 --threads 1
+# Without CUDA: the chosen CPU grids' setting (crop_matters_cpu24: 24 px; one thread, as its runs use), 500
+# images per class; BENCH_TRAIN_ARGS replaces the arguments on any device
+BENCH_TRAIN_CPU ?= --sweep crop_matters_cpu24 --subset 500 --epochs 2 --threads 1
 bench-train: setup
 	$(AUGBENCH) bench-train $(if $(BENCH_TRAIN_ARGS),$(BENCH_TRAIN_ARGS),$$($(BIN)/python -c \
 	  "import torch; print('' if torch.cuda.is_available() else '$(BENCH_TRAIN_CPU)')"))
