@@ -181,7 +181,9 @@ def test_new_op_parameters_are_checked():
 # ---------------------------------------------------------------------- RandAugment / TrivialAugment
 KEY = {"rotate": "degrees", "shear_x": "shear_x", "shear_y": "shear_y", "translate_x": "translate_x",
        "translate_y": "translate_y", "posterize": "bits_factor", "solarize": "thresholds"}
-PX = {"shear_x": 180, "shear_y": 180, "translate_x": 32, "translate_y": 32}  # Kornia's value per unit of range
+# Kornia's drawn value -> the candidate's magnitude value: shear degrees are atan(factor), translations pixels
+INVERSE = {"shear_x": lambda v: torch.tan(torch.deg2rad(v)), "shear_y": lambda v: torch.tan(torch.deg2rad(v)),
+           "translate_x": lambda v: v / 32, "translate_y": lambda v: v / 32}
 CANDIDATES = [("rotate", -30, 30), ("shear_x", -0.3, 0.3), ("shear_y", -0.3, 0.3), ("translate_x", -0.1, 0.1),
               ("translate_y", -0.5, 0.5), ("posterize", 4, 8), ("posterize", 0, 4), ("solarize", 0, 1),
               ("equalize", 0, 1)]
@@ -195,7 +197,7 @@ def _ra_params_from_kornia(name, lo, hi, data, m, b):
         v = data[KEY[name]].float() if name in KEY else torch.zeros(b)
     else:
         v = data[KEY[name]].float()
-        frac = (v.abs() / PX.get(name, 1) / hi) if a.signed else (hi - v) / (hi - lo) if a.reverse else (v - lo) / (hi - lo)
+        frac = (INVERSE.get(name, lambda t: t)(v).abs() / hi) if a.signed else (hi - v) / (hi - lo) if a.reverse else (v - lo) / (hi - lo)
         mag = (frac * 30)[:, None]
     return {"choice": torch.zeros(b, 1, dtype=torch.long), "magnitude": mag, "sign": (v < 0)[:, None],
             "applied": torch.ones(b, dtype=torch.bool)}
@@ -271,7 +273,7 @@ def test_trivial_augment_values_have_kornias_distribution(name, lo, hi):
 
     a = auto_space()[name]
     _, d = _ra_sample({"n": 1, "magnitude": [0, 30], "ops": [[name, lo, hi]]})
-    v = ra.value(a, lo, hi, d["magnitude"][:, 0], d["sign"][:, 0])
+    v = ra.value(a, lo, hi, d["magnitude"][:, 0], d["sign"][:, 0], sampled=True)
     ours = a.params(v, (32, 32), True)
     torch.manual_seed(0)
     kp = TrivialAugment(policy=[[(name, lo, hi)]]).forward_parameters(torch.Size((N, 3, 32, 32)))[0].data[0].data
@@ -282,6 +284,30 @@ def test_trivial_augment_values_have_kornias_distribution(name, lo, hi):
     mine = {"rotate": lambda: ours["degrees"], "shear_x": lambda: ours["shear"][:, 0],
             "solarize": lambda: ours["threshold"], "translate_x": lambda: ours["translate"][:, 0]}[name]()
     assert stats.ks_2samp(mine.double().numpy(), theirs).pvalue > 1e-3
+
+
+def test_whole_bit_ranges_draw_every_bit_count_equally_often():
+    """posterize on a whole range [lo, hi] draws each whole number 1 / (hi - lo + 1) of the time, the
+    ends too (rounding a draw on [lo, hi] gave them half as often); a fractional range rounds."""
+    bits = _ours("posterize", {"bits": [0, 2], "p": 1.0})["bits"]
+    assert set(bits.tolist()) == {0, 1, 2}
+    assert all(_rate_ok((bits == k).float().mean().item(), 1 / 3) for k in (0, 1, 2))
+    frac = _ours("posterize", {"bits": [0.2, 2.7], "p": 1.0})["bits"]  # a continuous draw, rounded
+    assert all(_rate_ok((frac == k).float().mean().item(), share) for k, share in enumerate((0.12, 0.4, 0.4, 0.08)))
+    # TrivialAugment's drawn posterize bits: the same equal shares on its (0, 4) range
+    _, d = _ra_sample({"n": 1, "magnitude": [0, 30], "ops": [["posterize", 0, 4]]})
+    v = ra.value(auto_space()["posterize"], 0, 4, d["magnitude"][:, 0], d["sign"][:, 0], sampled=True)
+    assert all(_rate_ok((v == k).float().mean().item(), 1 / 5) for k in range(5))
+
+
+def test_shear_candidates_take_a_shear_factor():
+    """shear_x / shear_y magnitudes are shear factors (PIL, torchvision, Kornia >= 0.9.2): the angle is
+    atan(factor), so the top of the default range, 0.3, shears by 16.7 degrees, not 0.3 x 180."""
+    a = auto_space()["shear_x"]
+    v = ra.value(a, -0.3, 0.3, torch.tensor([30.0, 15.0]), torch.tensor([False, True]))
+    shear = a.params(v, (32, 32), False)["shear"]
+    assert torch.allclose(shear[:, 0], torch.tensor([16.699, -8.531]), atol=1e-3) and (shear[:, 1] == 0).all()
+    assert torch.allclose(auto_space()["shear_y"].params(v, (32, 32), False)["shear"][:, 1], shear[:, 0])
 
 
 def test_rand_augment_with_p_0_is_its_base_policy(images):

@@ -145,6 +145,10 @@ def _zeros(v):
     return torch.zeros_like(v)
 
 
+def _shear_degrees(factor: torch.Tensor) -> torch.Tensor:
+    return torch.atan(factor) * (180 / math.pi)  # as Kornia: atan times 180/pi
+
+
 def _affine_params(v, angle=None, tx=None, ty=None, shx=None, shy=None) -> dict:
     z = _zeros(v)
     return {"angle": z if angle is None else angle,
@@ -153,13 +157,16 @@ def _affine_params(v, angle=None, tx=None, ty=None, shx=None, shy=None) -> dict:
             "shear": torch.stack([z if shx is None else shx, z if shy is None else shy], 1)}
 
 
-# Kornia's RandAugment / TrivialAugment geometric candidates: shear magnitudes times 180 are degrees
-# (Kornia's ShearX / ShearY), translations fractions of the width / height in pixels
+# Kornia's RandAugment / TrivialAugment geometric candidates: a shear magnitude is a shear factor, as in
+# PIL and torchvision, so its angle is atan(factor) (Kornia >= 0.9.2; 0.9.0 took factor x 180 degrees, which
+# made 0.3 a 54-degree shear); translations are fractions of the width / height in pixels
 AUTO = (
-    AutoOp("shear_x", "affine", -0.3, 0.3, signed=True, params=lambda v, hw, s: _affine_params(v, shx=v * 180),
-           doc="shear along x by m 180 degrees (Kornia's ShearX)"),
-    AutoOp("shear_y", "affine", -0.3, 0.3, signed=True, params=lambda v, hw, s: _affine_params(v, shy=v * 180),
-           doc="shear along y by m 180 degrees (Kornia's ShearY)"),
+    AutoOp("shear_x", "affine", -0.3, 0.3, signed=True,
+           params=lambda v, hw, s: _affine_params(v, shx=_shear_degrees(v)),
+           doc="shear along x by the factor m: atan(m) in degrees (Kornia's ShearX, torchvision's shear)"),
+    AutoOp("shear_y", "affine", -0.3, 0.3, signed=True,
+           params=lambda v, hw, s: _affine_params(v, shy=_shear_degrees(v)),
+           doc="shear along y by the factor m: atan(m) in degrees (Kornia's ShearY, torchvision's shear)"),
     AutoOp("translate_x", "affine", -0.1, 0.1, signed=True,
            params=lambda v, hw, s: _affine_params(v, tx=v * hw[1]), doc="shift by m of the width"),
     AutoOp("translate_y", "affine", -0.1, 0.1, signed=True,

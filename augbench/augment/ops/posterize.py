@@ -1,9 +1,10 @@
 """posterize: keep the `bits` high bits of each 8-bit channel value, bits drawn per sample, with
 probability p (Kornia's `RandomPosterize`, `kornia.enhance.posterize`).
 
-`bits`: a scalar x means bits drawn from [x, 8], a pair [lo, hi] the range (in [0, 8]); the draw
-is rounded to an integer (half to even), as Kornia's `PosterizeGenerator`. 0 bits gives black, 8
-the input unchanged. The arithmetic is Kornia's: the value times 255 truncated to uint8, divided
+`bits`: a scalar x means bits drawn from [x, 8], a pair [lo, hi] the range (in [0, 8]). As Kornia's
+`PosterizeGenerator` (>= 0.9.2): a range of whole numbers draws each whole number in it equally often;
+a range with a fractional end draws uniformly and rounds (half to even). 0 bits gives black, 8 the
+input unchanged. The arithmetic is Kornia's: the value times 255 truncated to uint8, divided
 by 2^(8 - bits) (a float division), truncated again, times 2^(8 - bits), over 255.
 """
 from __future__ import annotations
@@ -33,8 +34,20 @@ def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     return torch.where(bits == 8, x, out)
 
 
+def whole_draw(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """u in [0, 1) -> each whole number of [lo, hi] on an equal share of u (Kornia >= 0.9.2; rounding
+    a draw on [lo, hi] gave the two ends half the share of the others)."""
+    return (lo + (u * (hi + 1 - lo)).floor()).clamp(max=hi)
+
+
+def draw_bits(b, lo, hi, gen, device) -> torch.Tensor:
+    if float(lo).is_integer() and float(hi).is_integer():
+        return whole_draw(uniform(b, 0.0, 1.0, gen, device), lo, hi).to(torch.int32)
+    return uniform(b, lo, hi, gen, device).round().to(torch.int32)
+
+
 def sample(b, hw, p, gen, device, ctx):
-    bits = uniform(b, *p["bits"], gen, device).round().to(torch.int32)
+    bits = draw_bits(b, *p["bits"], gen, device)
     return {"bits": bits, "applied": gate(b, p["p"], gen, device)}
 
 
@@ -53,7 +66,8 @@ def from_kornia(data, module):
 
 
 def _auto_bits(v, hw, sampled):
-    # Kornia: RandAugment truncates its fixed magnitude to whole bits, TrivialAugment's generator rounds its draw
+    # Kornia: RandAugment truncates its fixed magnitude to whole bits; TrivialAugment's draw is whole already
+    # on a whole range (rand_augment.value, `whole`), and rounded on a fractional one
     return {"bits": (v.round() if sampled else v.trunc()).to(torch.int32)}
 
 
@@ -61,5 +75,5 @@ SPEC = OpSpec("posterize", {"bits": ((3.0, 8.0), bits_range), "p": (0.5, prob)},
               "keep `bits` high bits per channel (drawn per sample from [lo, hi], rounded) with probability p",
               sample=sample, apply=apply, group="posterize", kornia=kornia, from_kornia=from_kornia,
               module=__name__,
-              auto=(AutoOp("posterize", "posterize", 4.0, 8.0, params=_auto_bits, reverse=True,
+              auto=(AutoOp("posterize", "posterize", 4.0, 8.0, params=_auto_bits, reverse=True, whole=True,
                            doc="bits = high - (high - low) m / 30, whole bits: a larger m keeps fewer"),))

@@ -82,9 +82,14 @@ def sample(b, hw, p, gen, device, ctx):
     return {"choice": choice, "magnitude": mag, "sign": sign, "applied": gate(b, p["p"], gen, device)}
 
 
-def value(a, lo: float, hi: float, mag: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """A candidate's parameter value for magnitudes `mag` in [0, 30] (Kornia's mapping)."""
+def value(a, lo: float, hi: float, mag: torch.Tensor, negative: torch.Tensor, sampled: bool = False) -> torch.Tensor:
+    """A candidate's parameter value for magnitudes `mag` in [0, 30] (Kornia's mapping). A drawn
+    magnitude (`sampled`) of a `whole` candidate on a whole range falls in equal buckets, one per
+    whole number, as Kornia's generator draws it (posterize's bits)."""
     frac = mag / MAX_MAGNITUDE
+    if a.whole and sampled and float(lo).is_integer() and float(hi).is_integer():
+        k = (frac * (hi + 1 - lo)).floor().clamp(max=hi - lo)
+        return hi - k if a.reverse else lo + k
     if a.signed:
         return torch.where(negative, -(hi * frac), hi * frac)
     return hi - (hi - lo) * frac if a.reverse else lo + (hi - lo) * frac
@@ -99,7 +104,8 @@ def apply(x, p, d, ctx):
         for k, (name, lo, hi) in enumerate(p["ops"]):
             a = space[name]
             on = (d["choice"][:, s] == k) & d["applied"]
-            dd = a.params(value(a, lo, hi, d["magnitude"][:, s], d["sign"][:, s]), hw, sampled) if a.params else {}
+            v = value(a, lo, hi, d["magnitude"][:, s], d["sign"][:, s], sampled)
+            dd = a.params(v, hw, sampled) if a.params else {}
             dd["applied"] = on
             cfg = registry.normalise_params(a.op, dict(a.config), f"rand_augment.{name}")
             y = registry.OPS[a.op].apply(y, cfg, dd, ctx)

@@ -183,7 +183,9 @@ class AutoOp:
     (Kornia's symmetric ops: rotate, shear, translate) takes a random sign per sample, over the
     range (0, high). `params(value, hw, sampled) -> d` turns the (B,) values into the draws of
     `op` (its `apply` runs them; the caller sets the gate); `sampled`: the magnitude was drawn per
-    sample (TrivialAugment), not fixed (RandAugment) -- Kornia quantizes the two differently."""
+    sample (TrivialAugment), not fixed (RandAugment) -- Kornia quantizes the two differently. `whole`:
+    the values are whole numbers (posterize's bits); a drawn magnitude on a whole range then gives
+    each whole number of it equally often, as Kornia's generator draws them."""
     name: str
     op: str
     low: float
@@ -191,6 +193,7 @@ class AutoOp:
     params: Callable | None = None  # None: the op has no magnitude (equalize)
     signed: bool = False
     reverse: bool = False
+    whole: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # overrides of the op's defaults
     doc: str = ""
 
