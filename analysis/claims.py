@@ -1,11 +1,14 @@
-"""The four claims the benchmark tests, each answered from the rows with its test and run count,
-or marked not testable with what is missing. Never a verdict without data.
+"""The claims the benchmark tests (crop, masking, the projector's two, momentum), each answered from the rows
+with its test and run count, or marked not testable with what is missing. Never a verdict without data.
 
-A claim's status aggregates its answers (`aggregate`): supported when every testable answer is yes and at least
-`need` of them are (2 for the crop claim, which has several verdicts; 1 for the one-test claims); partly
-supported when some are yes, none no and the rest undecided (or too few are yes); not supported / partly
-contradicted the same way for no; conflicting with both yes and no; undecided when all are; not testable when
-none is testable. Not-testable answers never count."""
+Verdicts are per cell: runs that differ in any config field but the one compared never pool (a pooled test
+over cells of other methods, data or epochs would claim more than any one cell shows). A claim's status
+aggregates its cells' answers (`aggregate`): supported when every testable answer is yes and at least `need`
+of them are (2 for the crop claim and the projector-removal claim; 1 for the others); partly supported when
+some are yes, none no and the rest undecided (or too few are yes); not supported / partly contradicted the
+same way for no; conflicting with both yes and no; undecided when all are; not testable when none is
+testable. Not-testable answers never count. The masking claim compares ViT with ConvNet runs, which differ
+in their backbone by design."""
 from __future__ import annotations
 
 from collections import Counter
@@ -150,40 +153,88 @@ def masking(df, metric) -> Claim:
     return c
 
 
-def projector(df, metric) -> Claim:
-    c = Claim("A projector helps, and is removed for evaluation", "not testable", refs=published.CLAIMS["projector"])
+def _cell_verdict(diffs, alpha: float = 0.05) -> str:
+    """One cell's paired differences (one per seed): yes / no as `_outcome`, undecided under MIN_SEEDS pairs
+    (the crop verdicts' rule)."""
+    return "undecided" if len(diffs) < V.MIN_SEEDS else _outcome(diffs, alpha)
+
+
+def _per_cell(c: Claim, groups, label, what: str, alpha: float = 0.05) -> list[str]:
+    """A verdict per cell from (key, diffs) groups: one line each (`what` names the difference), and the
+    answers. Cells never pool: any config difference splits them (stats.cell_cols)."""
+    answers = []
+    for key, diffs in groups:
+        a = _cell_verdict(diffs, alpha)
+        few = f"; under {V.MIN_SEEDS} paired seeds" if len(diffs) < V.MIN_SEEDS else ""
+        c.text.append(f"  - {label(key)}: **{a}** — {what} {_t(diffs)}{few}.")
+        answers.append(a)
+    return answers
+
+
+def _rule(need: int) -> str:
+    return (f"How this is decided: per cell (runs equal in every config field but the one compared), a paired "
+            f"t-test over seeds at alpha=0.05: **yes** / **no** when it rejects, the sign saying which; "
+            f"**undecided** otherwise or under {V.MIN_SEEDS} paired seeds. Cells are never pooled. The claim: "
+            f"supported when every verdict is yes and at least {need} {'is' if need == 1 else 'are'}; conflicting "
+            f"with both yes and no; partly supported / partly contradicted otherwise (see the crop claim).")
+
+
+def projector_helps(df, metric) -> Claim:
+    """Per cell and projector depth k > 0: metric with k layers minus without a projector (proj_depth 0),
+    paired over seeds."""
+    c = Claim("A projector helps", "not testable", refs=published.CLAIMS["projector"])
     d = S.done_rows(df)
-    statuses = []
-    both = S.projector_runs(d)  # the same runs and gaps as the projector figure
-    if len(both):
-        c.n_runs += len(both)
-        pols = ", ".join(sorted(both["policy"].astype(str).unique()))
-        c.text.append(f"Backbone minus projector-output kNN top-1 over {len(both)} run{'s' * (len(both) != 1)} "
-                      f"(policy {pols}): {_t(both['gap'].values)}.")
-        keys = S.cell_cols(d)
-        groups = list(both.groupby(keys, dropna=False))
-        if len(groups) > 1:
-            c.text += [f"  - {S.cell_label(dict(zip(keys, k)), sep=' / ')}: {_t(g['gap'].values)}." for k, g in groups]
-        statuses.append(_outcome(both["gap"].values))
-    if not c.text:
-        c.text.append("No run recorded kNN on the projector output (knn_top1_projector).")
     depths = sorted(x for x in d["proj_depth"].unique() if isinstance(x, (int, np.integer))) if "proj_depth" in d else []
-    if 0 in depths and len(depths) > 1:
-        for k in depths[1:]:
-            j = paired_on(df, metric, "proj_depth", k, 0)
-            if len(j):
-                c.n_runs += 2 * len(j)
-                c.text.append(f"{metric}, projector depth {k} minus no projector: {_t(j['diff'].values)}.")
-                statuses.append(_outcome(j["diff"].values))
-    else:
-        c.text.append("No projector-depth sweep with a depth-0 (no projector) run; whether a projector helps "
-                      "is not tested.")
-    if statuses:
-        c.status = aggregate(statuses, need=1)[0]
+    if not (0 in depths and len(depths) > 1):
+        c.text.append("No projector-depth sweep with a depth-0 (no projector) run paired with a deeper one; "
+                      "not testable.")
+        return c
+    c.text.append(_rule(1))
+    answers = []
+    for k in depths[1:]:
+        j = paired_on(df, metric, "proj_depth", k, 0)
+        if j.empty:
+            continue
+        c.n_runs += 2 * len(j)
+        keys = [x for x in j.columns if x not in ("seed", "a", "b", "diff")]
+        groups = [(dict(zip(keys, kk if isinstance(kk, tuple) else (kk,))), g["diff"].values)
+                  for kk, g in j.groupby(keys, dropna=False)]
+        c.text.append(f"{metric}, projector depth {k} minus no projector, per cell:")
+        answers += _per_cell(c, groups, lambda key: S.cell_label(key, sep=" / "), "depth minus none:")
+    if not answers:
+        c.text.append("No depth-0 run pairs (same cell, policy and seed) with a deeper one; not testable.")
+        return c
+    c.status, why = aggregate(answers, need=1)
+    c.text.insert(1, f"Overall: **{c.status}** ({why}; {c.n_runs} runs).")
+    return c
+
+
+def projector_removed(df, metric="knn_top1") -> Claim:
+    """Per cell: kNN top-1 on the backbone minus on the projector output, paired over seeds (the runs the
+    projector figure shows: stats.projector_runs)."""
+    c = Claim("The projector is removed for evaluation: its input beats its output", "not testable",
+              refs=published.CLAIMS["projector"][:1])
+    d = S.done_rows(df)
+    both = S.projector_runs(d)  # the same runs and gaps as the projector figure
+    if both.empty:
+        c.text.append("No run recorded kNN on the projector output (knn_top1_projector).")
+        return c
+    c.n_runs = len(both)
+    c.text.append(_rule(2))
+    keys = S.cell_cols(d)
+    groups = [(dict(zip(keys, k)), g.sort_values("seed")["gap"].values) for k, g in both.groupby(keys, dropna=False)]
+    pols = ", ".join(sorted(both["policy"].astype(str).unique()))
+    c.text.append(f"kNN top-1 on the backbone minus on the projector output, per cell ({len(both)} "
+                  f"run{'s' * (len(both) != 1)}, policy {pols}):")
+    answers = _per_cell(c, groups, lambda key: S.cell_label(key, sep=" / "), "backbone minus projector:")
+    c.status, why = aggregate(answers, need=2)
+    c.text.insert(1, f"Overall: **{c.status}** ({why}).")
     return c
 
 
 def momentum(df, metric) -> Claim:
+    """Per cell (method, data, ...): the EMA target's gain (on minus off, same policy and seed) under `weak`
+    minus under `full`, paired over seeds; yes when it is larger under weak."""
     c = Claim("A momentum encoder helps most under weak augmentation", "not testable", refs=published.CLAIMS["momentum"])
     j = paired_on(df, metric, "momentum", True, False)
     j = j[j["policy"].isin(["full", "weak"])] if len(j) else j
@@ -192,19 +243,27 @@ def momentum(df, metric) -> Claim:
                       "(same seed).")
         return c
     c.n_runs = 2 * len(j)
-    for p, g in j.groupby("policy"):
-        c.text.append(f"Gain from momentum under `{p}` ({metric}): {_t(g['diff'].values)}.")
-    keys = [k for k in j.columns if k not in ("policy", "a", "b", "diff")]
-    w = j.pivot_table(index=keys, columns="policy", values="diff").dropna()
+    keys = [k for k in j.columns if k not in ("policy", "seed", "a", "b", "diff")]
+    label = lambda key: S.cell_label(key, sep=" / ")  # noqa: E731
+    c.text.append(_rule(1))
+    for k, g in j.groupby(keys, dropna=False):
+        key = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
+        gains = "; ".join(f"under `{p}` {_t(h['diff'].values)}" for p, h in g.groupby("policy"))
+        c.text.append(f"Gain from momentum ({metric}), {label(key)}: {gains}.")
+    w = j.pivot_table(index=keys + ["seed"], columns="policy", values="diff").dropna()
     if not {"full", "weak"} <= set(w.columns) or w.empty:
         c.text.append("Gains under both `full` and `weak` for the same method and seed are needed to compare.")
         return c
-    dd = (w["weak"] - w["full"]).values
-    c.text.append(f"Gain under weak minus gain under full: {_t(dd)}.")
-    c.status = aggregate([_outcome(dd)], need=1)[0]
+    w = w.assign(dd=w["weak"] - w["full"]).reset_index()
+    groups = [(dict(zip(keys, k if isinstance(k, tuple) else (k,))), g.sort_values("seed")["dd"].values)
+              for k, g in w.groupby(keys, dropna=False)]
+    c.text.append("Gain under weak minus gain under full, per cell:")
+    answers = _per_cell(c, groups, label, "weak minus full:")
+    c.status, why = aggregate(answers, need=1)
+    c.text.insert(1, f"Overall: **{c.status}** ({why}; {c.n_runs} runs).")
     return c
 
 
 def all_claims(df, metric="knn_top1", alpha=0.05, metrics=("knn_top1", "linear_top1")) -> list[Claim]:
-    return [crop(df, metrics, alpha), masking(df, metric), projector(df, metric),
+    return [crop(df, metrics, alpha), masking(df, metric), projector_helps(df, metric), projector_removed(df),
             momentum(df, metric)]

@@ -178,14 +178,16 @@ def test_grid_claims_answered(grid_report):
     assert status == "undecided" and "Runs behind this: 4." in body  # full + mask_instead_of_crop, ResNet and ViT
     assert "ConvNet: drop full - mask_instead_of_crop = mean" in body and "ViT: drop full" in body
     assert "n=1" in body and "Fewer than two paired seeds" in body
-    status, body = section("A projector helps, and is removed for evaluation")
-    assert status != "not testable" and "projector depth 2 minus no projector: mean" in body and "n=1" in body
+    status, body = section("A projector helps")
+    assert status == "undecided" and "projector depth 2 minus no projector, per cell:" in body and "n=1" in body
+    assert "under 3 paired seeds" in body  # one seed per cell: no decision
     # the runs the projector figure shows: each cell's `full` runs (the depth-0 one has no projector output)
-    assert "over 3 runs (policy full)" in body
+    status, body = section("The projector is removed for evaluation: its input beats its output")
+    assert status == "undecided" and "per cell (3 runs, policy full)" in body
     status, body = section("A momentum encoder helps most under weak augmentation")
     assert status == "undecided" and "Runs behind this: 4." in body
-    for line in ("Gain from momentum under `full`", "Gain from momentum under `weak`",
-                 "Gain under weak minus gain under full"):
+    for line in ("Gain from momentum (knn_top1)", "under `full` mean", "under `weak` mean",
+                 "Gain under weak minus gain under full, per cell:"):
         assert line in body
     # momentum variants run only under full/weak: no holes for the policies they did not run
     assert "No holes: every (method × policy × seed) combination" in text
@@ -198,9 +200,9 @@ def test_grid_numbers_match_rows(grid_report, tiny_grid_rows_dir):
            r["metrics"]["knn_top1"] for r in rows}
     text = (out / "REPORT.md").read_text()
     gain = lambda p: acc["resnet18", p, True, 2] - acc["resnet18", p, False, 2]  # noqa: E731
-    assert f"Gain under weak minus gain under full: mean {gain('weak') - gain('full'):+.2f} points" in text
+    assert f"**undecided** — weak minus full: mean {gain('weak') - gain('full'):+.2f} points" in text
     depth = acc["resnet18", "full", False, 2] - acc["resnet18", "full", False, 0]
-    assert f"projector depth 2 minus no projector: mean {depth:+.2f} points" in text
+    assert f"**undecided** — depth minus none: mean {depth:+.2f} points" in text
     vit = acc["vit_tiny", "full", False, 2] - acc["vit_tiny", "mask_instead_of_crop", False, 2]
     assert f"ViT: drop full - mask_instead_of_crop = mean {vit:+.2f} points" in text
     # the summary has one line per (cell, policy) run, the drops one per policy beside a `full` of its cell

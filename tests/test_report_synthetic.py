@@ -108,8 +108,13 @@ def test_projector_figure_and_claim_use_the_same_runs(drawn, tmp_path):
     plots.projector(df, tmp_path)
     notes = [t.get_text() for ax in drawn["projector"].axes for t in ax.texts]
     assert sorted(notes) == ["Δ +1.00 (n=2)", "Δ +1.00 (n=3)"]  # each cell's `full` runs
-    text = "\n".join(claims.projector(df, "knn_top1").text)
-    assert "over 5 runs (policy full): mean +1.00 points" in text
+    c = claims.projector_removed(df)
+    text = "\n".join(c.text)
+    assert "per cell (5 runs, policy full)" in text
+    # per cell, never pooled: SimCLR's three seeds decide, BYOL's two do not
+    assert re.search(r"simclr / resnet18 / cifar10 / 30 ep: \*\*yes\*\* — backbone minus projector: mean \+1\.00 .*n=3\.", text)
+    assert re.search(r"byol / resnet18 / imagenette32 / 30 ep: \*\*undecided\*\* — .*n=2; under 3 paired seeds", text)
+    assert c.status == "partly supported"
 
 
 def test_figures_share_labels_and_palette_and_keep_kinds_apart(drawn, tmp_path):

@@ -1,0 +1,78 @@
+"""The projector and momentum claims decide per cell, paired over seeds, and never pool cells: two cells whose
+effects point opposite ways conflict, where a test over their pooled pairs would see no effect, or one."""
+import hashlib
+import json
+
+from test_verdicts_rules import CONFIG, frame, spec
+
+from analysis import claims
+from augbench.augment import Policy
+
+SEEDS = (0, 1, 2)
+
+
+def _row(policy: dict, seed: int, knn: float, projector: float | None = None, **config) -> dict:
+    cfg = {**CONFIG, **config, "seed": seed, "policy": policy}
+    metrics = {"knn_top1": float(knn), **({"knn_top1_projector": float(projector)} if projector is not None else {})}
+    return {"run_id": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16], "status": "done",
+            "method": cfg["method"], "policy": policy, "backbone": cfg["backbone"], "dataset": cfg["dataset"],
+            "epochs": cfg["epochs"], "seed": seed, "sweep": None, "config": cfg, "metrics": metrics,
+            "env": {"git_commit": "abc1234", "device_name": "test device"}}
+
+
+def _depth_rows(effects: dict[str, float]) -> list[dict]:
+    """Per data set, proj_depth 0 and 2 under `full` on 3 seeds; depth 2 adds `effect` (+ a little per seed)."""
+    rows = []
+    for ds, effect in effects.items():
+        for s, base in zip(SEEDS, (50.0, 52.0, 51.0)):
+            rows.append(_row(spec("full"), s, base, proj_depth=0, dataset=ds))
+            rows.append(_row(spec("full"), s, base + effect + 0.4 * s, projector=base - effect, proj_depth=2, dataset=ds))
+    return rows
+
+
+def test_projector_helps_per_cell_conflicts_when_cells_disagree():
+    rows = _depth_rows({"cifar10": 3.0, "imagenette32": -3.0})
+    c = claims.projector_helps(frame(rows), "knn_top1")
+    text = "\n".join(c.text)
+    assert c.status == "conflicting" and c.n_runs == 12, text
+    assert "simclr / resnet18 / cifar10 / 30 ep / policy=full: **yes** — depth minus none: mean +3.40" in text
+    assert "simclr / resnet18 / imagenette32 / 30 ep / policy=full: **no** — depth minus none: mean -2.60" in text
+    # pooled over both cells the mean would be +0.40 and no test would reject: the cells are what decide
+    one = claims.projector_helps(frame([r for r in rows if r["dataset"] == "cifar10"]), "knn_top1")
+    assert one.status == "supported" and "Overall: **supported** (all 1 testable yes" in "\n".join(one.text)
+    # two seeds decide nothing
+    two = claims.projector_helps(frame([r for r in rows if r["dataset"] == "cifar10" and r["seed"] < 2]), "knn_top1")
+    assert two.status == "undecided" and "under 3 paired seeds" in "\n".join(two.text)
+
+
+def test_projector_helps_is_not_testable_without_a_depth_0_run():
+    rows = [r for r in _depth_rows({"cifar10": 3.0}) if r["config"]["proj_depth"] == 2]
+    c = claims.projector_helps(frame(rows), "knn_top1")
+    assert c.status == "not testable" and "depth-0" in c.text[0]
+
+
+def test_projector_removed_per_cell():
+    # depth-2 runs record kNN on the projector output: backbone - projector = 2 * effect + 0.4 * seed
+    c = claims.projector_removed(frame(_depth_rows({"cifar10": 3.0, "imagenette32": 1.0})))
+    text = "\n".join(c.text)
+    assert c.status == "supported" and "Overall: **supported** (all 2 testable yes)" in text, text
+    c = claims.projector_removed(frame(_depth_rows({"cifar10": 3.0, "imagenette32": -3.0})))
+    assert c.status == "conflicting"
+
+
+def test_momentum_per_cell():
+    """BYOL: the EMA target gains 1 point under full and 5 under weak on CIFAR-10 (yes), the other way round
+    on Imagenette-32 (no): conflicting. A null momentum is BYOL's default, on (stats.effective_momentum)."""
+    weak = Policy.named("weak").to_dict()
+    rows = []
+    for ds, (g_full, g_weak) in {"cifar10": (1.0, 5.0), "imagenette32": (5.0, 1.0)}.items():
+        for s, base in zip(SEEDS, (50.0, 52.0, 51.0)):
+            for pol, gain in ((spec("full"), g_full), (weak, g_weak)):
+                rows.append(_row(pol, s, base, method="byol", momentum=False, dataset=ds))
+                rows.append(_row(pol, s, base + gain + 0.3 * s, method="byol", momentum=None, dataset=ds))
+    c = claims.momentum(frame(rows), "knn_top1")
+    text = "\n".join(c.text)
+    assert c.status == "conflicting" and c.n_runs == 24, text
+    assert "byol / resnet18 / cifar10 / 30 ep: **yes** — weak minus full: mean +4.00" in text
+    assert "byol / resnet18 / imagenette32 / 30 ep: **no** — weak minus full: mean -4.00" in text
+    assert "Gain from momentum (knn_top1), byol / resnet18 / cifar10 / 30 ep: under `full` mean +1.30" in text
