@@ -126,6 +126,9 @@ def crop(df, metrics, alpha) -> Claim:
 
 
 def masking(df, metric) -> Claim:
+    """Per (method, data set, epochs): the drop full - mask_instead_of_crop of ViT runs against ConvNet runs
+    (Welch t-test; at least MIN_SEEDS drops in each family); yes when masking costs the ViT less. The two
+    families differ in their backbone (and what follows it) by design; nothing else pools."""
     c = Claim("Masking suits ViTs, not ConvNets", "not testable", refs=published.CLAIMS["mask"])
     long = S.paired_drops(df, metric)
     long = long[long["policy"] == "mask_instead_of_crop"] if not long.empty else long
@@ -135,21 +138,28 @@ def masking(df, metric) -> Claim:
         return c
     long = long.assign(family=np.where(long["backbone"].astype(str).str.startswith("vit"), "ViT", "ConvNet"))
     c.n_runs = 2 * len(long)
-    for fam, g in long.groupby("family"):
-        c.text.append(f"{fam}: drop full - mask_instead_of_crop = {_t(g['drop'].values)}.")
-    fams = set(long["family"])
-    if fams != {"ViT", "ConvNet"}:
-        c.text.append(f"Only {', '.join(sorted(fams))} runs: the claim compares both, so it is not testable yet.")
-        return c
-    vit, conv = (long.loc[long["family"] == f, "drop"].values for f in ("ViT", "ConvNet"))
-    if min(len(vit), len(conv)) < 2:
-        c.status = "undecided"
-        c.text.append("Fewer than two paired seeds in a family; no test.")
-        return c
-    p = float(sps.ttest_ind(vit, conv, equal_var=False).pvalue)
-    c.status = aggregate(["undecided" if not p < 0.05 else "yes" if vit.mean() < conv.mean() else "no"], need=1)[0]
-    c.text.append(f"Masking instead of cropping costs ViTs {vit.mean():.2f} and ConvNets {conv.mean():.2f} points "
-                  f"(Welch t-test p={fmt_p(p)}, {len(vit)} vs {len(conv)} pairs).")
+    keys = [k for k in ("method", "dataset", "epochs") if k in long]
+    answers = []
+    for k, g in long.groupby(keys, dropna=False):
+        where = " / ".join(f"{v} ep" if n == "epochs" else str(v) for n, v in zip(keys, k))
+        for fam, h in g.groupby("family"):
+            c.text.append(f"{where}, {fam}: drop full - mask_instead_of_crop = {_t(h['drop'].values)}.")
+        if set(g["family"]) != {"ViT", "ConvNet"}:
+            c.text.append(f"{where}: only {', '.join(sorted(set(g['family'])))} runs; the claim compares both.")
+            continue
+        vit, conv = (g.loc[g["family"] == f, "drop"].values for f in ("ViT", "ConvNet"))
+        if min(len(vit), len(conv)) < V.MIN_SEEDS:
+            answers.append("undecided")
+            c.text.append(f"{where}: **undecided** — fewer than {V.MIN_SEEDS} paired seeds in a family; no test.")
+            continue
+        p = float(sps.ttest_ind(vit, conv, equal_var=False).pvalue)
+        a = "undecided" if not p < 0.05 else "yes" if vit.mean() < conv.mean() else "no"
+        answers.append(a)
+        c.text.append(f"{where}: **{a}** — masking instead of cropping costs ViTs {vit.mean():.2f} and ConvNets "
+                      f"{conv.mean():.2f} points (Welch t-test p={fmt_p(p)}, {len(vit)} vs {len(conv)} pairs).")
+    if answers:
+        c.status, why = aggregate(answers, need=1)
+        c.text.insert(0, f"Overall: **{c.status}** ({why}).")
     return c
 
 
