@@ -176,9 +176,19 @@ def _per_cell(c: Claim, groups, label, what: str, alpha: float = 0.05) -> list[s
     for key, diffs in groups:
         a = _cell_verdict(diffs, alpha)
         few = f"; under {V.MIN_SEEDS} paired seeds" if len(diffs) < V.MIN_SEEDS else ""
-        c.text.append(f"  - {label(key)}: **{a}** — {what} {_t(diffs)}{few}.")
+        c.text.append(f"  - {label(key)}: **{a}** — {what} {_t(diffs)}{few}{_needed(diffs) if a == 'undecided' else ''}.")
         answers.append(a)
     return answers
+
+
+def _needed(diffs, alpha: float = 0.05, most: int = 1000) -> str:
+    """For an undecided cell: the paired seeds the two-sided test would need at the observed mean and sd."""
+    d = np.asarray(diffs, dtype=float)
+    n = S.seeds_to_decide(np.sign(d.mean()) * d, alpha / 2, least=V.MIN_SEEDS, most=most)  # the observed direction
+    if n is None:
+        return ""
+    return f"; over {most} paired seeds would decide it" if n > most else \
+        f"; about {n} paired seeds would decide it at this mean and sd"
 
 
 def _rule(need: int) -> str:

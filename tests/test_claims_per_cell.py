@@ -95,3 +95,12 @@ def test_masking_compares_vit_with_convnet_per_method_data_and_epochs():
     assert "simclr / cifar10 / 30 ep: **yes** — masking instead of cropping costs ViTs 1.20 and ConvNets 6.20" in text
     assert "simclr / imagenette32 / 30 ep: **no**" in text
     assert "simclr / stl10 / 30 ep: only ConvNet runs; the claim compares both." in text
+
+
+def test_an_undecided_cell_says_how_many_seeds_would_decide_it():
+    rows = _depth_rows({"cifar10": 0.3})
+    for r in rows:  # seed 1's depth-2 run loses: a noisy +0.3 effect
+        if r["seed"] == 1 and r["config"]["proj_depth"] == 2:
+            r["metrics"]["knn_top1"] -= 2.0
+    text = "\n".join(claims.projector_helps(frame(rows), "knn_top1").text)
+    assert "**undecided**" in text and "paired seeds would decide it" in text, text
