@@ -48,6 +48,16 @@ def _cap(lines: list[str], n: int = 40) -> list[str]:
     return lines[:n] + ([f"- … and {len(lines) - n} more"] if len(lines) > n else [])
 
 
+def _drop_stale(folder: Path, patterns: tuple[str, ...], written: list[Path]) -> None:
+    """Remove the figures or tables an earlier generation wrote that this one did not (a cell that split or
+    went away): what the folder holds is then what the rows give now."""
+    keep = {Path(p).resolve() for p in written}
+    for pattern in patterns:
+        for p in folder.glob(pattern):
+            if p.resolve() not in keep:
+                p.unlink()
+
+
 def build(runs: Path, out: Path, only: str | None = None, metric: str = DEFAULT_METRIC, alpha: float = 0.05) -> dict:
     """Write what was asked; return {"figures": [...], "tables": [...], "report": path | None, "n_rows": n}."""
     from analysis import claims, grid, plots, tables
@@ -58,8 +68,10 @@ def build(runs: Path, out: Path, only: str | None = None, metric: str = DEFAULT_
     res = {"figures": [], "tables": [], "report": None, "n_rows": len(df)}
     if only in (None, "plots"):
         res["figures"] = plots.make_all(df, out / "figures", metric, alpha)
+        _drop_stale(out / "figures", ("*.png", "*.pdf"), [p for f in res["figures"] for p in f.files])
     if only in (None, "tables"):
         res["tables"] = tables.make_all(df, out / "tables", _metrics(metric), alpha)
+        _drop_stale(out / "tables", ("*.md", "*.tex"), [p for t in res["tables"] for p in t.files])
     if only is not None:
         return res
 

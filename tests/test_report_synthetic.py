@@ -82,6 +82,24 @@ def test_no_published_section_without_comparable_arms(tmp_path):
     assert "## Published figures" not in text and "Paper vs ours" not in text
 
 
+def test_a_new_generation_removes_the_tables_and_figures_the_rows_no_longer_give(tmp_path):
+    for r in grid({"full": [80, 81, 82], "no_crop": [60, 61, 62]}):
+        write_row(r, tmp_path / "runs")
+    out = tmp_path / "out"
+    first = build(tmp_path / "runs", out)
+    made = sorted(p.name for t in first["tables"] for p in t.files)
+    assert made and (out / "tables" / made[0]).exists()
+    stale = [out / "tables" / "ablation_gone_cell.md", out / "tables" / "ablation_gone_cell.tex",
+             out / "figures" / "gone.png"]
+    mine = out / "tables" / "notes.txt"  # not the report's kind of file: kept
+    for p in (*stale, mine):
+        p.write_text("old")
+    second = build(tmp_path / "runs", out)
+    assert not any(p.exists() for p in stale) and mine.exists()
+    assert sorted(p.name for t in second["tables"] for p in t.files) == made
+    assert sorted(p.name for p in (out / "tables").glob("*.md")) == sorted(m for m in made if m.endswith(".md"))
+
+
 def test_latex_tables_fit(twice):
     _, (out, _) = twice
     abl = (out / "tables" / "ablation_simclr_resnet18_cifar10_30.tex").read_text()
