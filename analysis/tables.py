@@ -116,7 +116,9 @@ def ablation(df, alpha=0.05) -> list[Table]:
             g = pd.concat([pd.DataFrame([{"policy": "random-init encoder", "n": len(r), "kNN": float(r.mean()),
                                           "kNN above random": 0.0}]), g], ignore_index=True)
         g = g[[c for c in _ablation_cols() if c in g.columns]]
-        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join(str(v) for v in k)).strip("_")
+        # the core fields by value, any other field that splits the cell by name: ..._12_momentum=False
+        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join(str(v) if c in S.CELL else f"{c}={v}"
+                                                          for c, v in key.items())).strip("_")
         out.append(Table(f"ablation_{slug}", f"Ablations, kNN and linear: {labels.cell(key)}", g, _ABLATION_NOTE))
     return out
 
