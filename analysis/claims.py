@@ -109,14 +109,15 @@ def crop(df, metrics, alpha) -> Claim:
         c.text.append(f"No leave-one-out (no_*) or only-one (<aug>_only) runs with {' or '.join(metrics)}.")
         return c
     c.text.append(CROP_RULE.format(alpha=alpha, min_seeds=V.MIN_SEEDS, arms=V.EXPECTED_ARMS))
-    pol = d["policy"].astype(str)
+    keys = [k for k in S.cell_cols(d) if k in v.columns]
+    judged = d.merge(v[keys].drop_duplicates(), on=keys)  # the runs of the cells that got a verdict
+    pol = judged["policy"].astype(str)
     c.n_runs = int((pol.str.startswith("no_") | pol.str.match(V.ONLY_RE) | pol.eq(S.BASELINE)).sum())
     c.status, why = aggregate(list(v["answer"]))
     c.text.append(f"Overall: **{c.status}** ({why}; {len(v)} verdicts: {', '.join(metrics)} x leave-one-out and "
                   f"only-one per cell; {c.n_runs} runs of full, no_*, *_only).")
     c.text.append("Per method: " + "; ".join(f"{m}: **{s}** ({w})" for m, g in v.groupby("method")
                                               for s, w in [aggregate(list(g["answer"]))]) + ".")
-    keys = [k for k in S.cell_cols(d) if k in v.columns]
     for ds, g in v.groupby("dataset", sort=True):
         c.text.append(f"On {labels.value('dataset', ds)}:")
         for r in g.sort_values(keys + ["metric", "verdict"]).to_dict("records"):
