@@ -192,6 +192,12 @@ def _needed(diffs, alpha: float = 0.05, most: int = 1000) -> str:
         f"; about {n} paired seeds would decide it at this mean and sd"
 
 
+def _by_cell(frame: pd.DataFrame, keys: list[str], col: str) -> list[tuple[dict, np.ndarray]]:
+    """(cell key, `col` per seed in seed order) for each cell of `frame`."""
+    return [(dict(zip(keys, k if isinstance(k, tuple) else (k,))), g.sort_values("seed")[col].values)
+            for k, g in frame.groupby(keys, dropna=False)]
+
+
 def _rule(need: int) -> str:
     return (f"How this is decided: per cell (runs equal in every config field but the one compared), a paired "
             f"t-test over seeds at alpha=0.05: **yes** / **no** when it rejects, the sign saying which; "
@@ -218,8 +224,7 @@ def projector_helps(df, metric) -> Claim:
             continue
         c.n_runs += 2 * len(j)
         keys = [x for x in j.columns if x not in ("seed", "a", "b", "diff")]
-        groups = [(dict(zip(keys, kk if isinstance(kk, tuple) else (kk,))), g["diff"].values)
-                  for kk, g in j.groupby(keys, dropna=False)]
+        groups = _by_cell(j, keys, "diff")
         c.text.append(f"{metric}, projector depth {k} minus no projector, per cell:")
         answers += _per_cell(c, groups, lambda key: S.cell_label(key, sep=" / "), "depth minus none:")
     if not answers:
@@ -243,7 +248,7 @@ def projector_removed(df, metric="knn_top1") -> Claim:
     c.n_runs = len(both)
     c.text.append(_rule(2))
     keys = S.cell_cols(d)
-    groups = [(dict(zip(keys, k)), g.sort_values("seed")["gap"].values) for k, g in both.groupby(keys, dropna=False)]
+    groups = _by_cell(both, keys, "gap")
     pols = ", ".join(sorted(both["policy"].astype(str).unique()))
     c.text.append(f"kNN top-1 on the backbone minus on the projector output, per cell ({len(both)} "
                   f"run{'s' * (len(both) != 1)}, policy {pols}):")
@@ -276,8 +281,7 @@ def momentum(df, metric) -> Claim:
         c.text.append("Gains under both `full` and `weak` for the same method and seed are needed to compare.")
         return c
     w = w.assign(dd=w["weak"] - w["full"]).reset_index()
-    groups = [(dict(zip(keys, k if isinstance(k, tuple) else (k,))), g.sort_values("seed")["dd"].values)
-              for k, g in w.groupby(keys, dropna=False)]
+    groups = _by_cell(w, keys, "dd")
     c.text.append("Gain under weak minus gain under full, per cell:")
     answers = _per_cell(c, groups, label, "weak minus full:")
     c.status, why = aggregate(answers, need=1)

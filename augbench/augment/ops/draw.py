@@ -9,6 +9,16 @@ def uniform(shape, lo: float, hi: float, gen: torch.Generator, device) -> torch.
     return torch.rand(shape, generator=gen, device=device) * (hi - lo) + lo
 
 
+def whole_range(lo: float, hi: float) -> bool:
+    return float(lo).is_integer() and float(hi).is_integer()
+
+
+def whole_draw(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """u in [0, 1) -> each whole number of [lo, hi] on an equal share of u (Kornia >= 0.9.2's posterize
+    generator; rounding a draw on [lo, hi] gave the two ends half the share of the others)."""
+    return (lo + (u * (hi + 1 - lo)).floor()).clamp(max=hi)
+
+
 def gate(b: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
     """(B,) bool: the op applies to this sample (probability p)."""
     return torch.rand(b, generator=gen, device=device) < p

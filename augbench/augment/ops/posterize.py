@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from augbench.augment.ops.draw import gate, uniform, where_gate
+from augbench.augment.ops.draw import gate, uniform, where_gate, whole_draw, whole_range
 from augbench.augment.ops.spec import AutoOp, OpSpec, number, prob, range_in
 
 
@@ -34,14 +34,8 @@ def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     return torch.where(bits == 8, x, out)
 
 
-def whole_draw(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """u in [0, 1) -> each whole number of [lo, hi] on an equal share of u (Kornia >= 0.9.2; rounding
-    a draw on [lo, hi] gave the two ends half the share of the others)."""
-    return (lo + (u * (hi + 1 - lo)).floor()).clamp(max=hi)
-
-
 def draw_bits(b, lo, hi, gen, device) -> torch.Tensor:
-    if float(lo).is_integer() and float(hi).is_integer():
+    if whole_range(lo, hi):
         return whole_draw(uniform(b, 0.0, 1.0, gen, device), lo, hi).to(torch.int32)
     return uniform(b, lo, hi, gen, device).round().to(torch.int32)
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from augbench.augment.ops import registry
-from augbench.augment.ops.draw import gate, uniform
+from augbench.augment.ops.draw import gate, uniform, whole_draw, whole_range
 from augbench.augment.ops.spec import OpSpec, PolicyError, number, pos_int, prob, range_in
 
 MAX_MAGNITUDE = 30.0
@@ -87,9 +87,9 @@ def value(a, lo: float, hi: float, mag: torch.Tensor, negative: torch.Tensor, sa
     magnitude (`sampled`) of a `whole` candidate on a whole range falls in equal buckets, one per
     whole number, as Kornia's generator draws it (posterize's bits)."""
     frac = mag / MAX_MAGNITUDE
-    if a.whole and sampled and float(lo).is_integer() and float(hi).is_integer():
-        k = (frac * (hi + 1 - lo)).floor().clamp(max=hi - lo)
-        return hi - k if a.reverse else lo + k
+    if a.whole and sampled and whole_range(lo, hi):
+        w = whole_draw(frac, lo, hi)
+        return hi + lo - w if a.reverse else w
     if a.signed:
         return torch.where(negative, -(hi * frac), hi * frac)
     return hi - (hi - lo) * frac if a.reverse else lo + (hi - lo) * frac
