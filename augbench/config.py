@@ -18,7 +18,7 @@ from augbench.errors import UserError, read_yaml
 from augbench.recipes import GENERIC
 
 METHODS = ("simclr", "byol", "vicreg", "barlow", "simsiam")
-BACKBONES = ("resnet18", "resnet50", "vit_tiny", "vit_small")
+BACKBONES = ("resnet18", "resnet50", "vit_nano", "vit_micro", "vit_tiny", "vit_small")
 OPTIMIZERS = ("sgd", "lars", "adamw")
 BACKENDS = ("fused", "kornia")
 HEAD_NORMS = ("bn", "none")  # augbench.models.heads.NORMS / OUT_NORMS (kept here: config imports no torch)

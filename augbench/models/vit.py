@@ -24,7 +24,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # bf16 on the CPU: SDPA's fused kernel runs its backward ~7x slower than these two matmuls
+            # at a few dozen tokens (docs/cpu-scale.md, the masking claim); softmax stays in fp32.
+            att = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+            out = att.float().softmax(-1).to(v.dtype) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -96,7 +102,9 @@ class ViT(nn.Module):
         return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(1)
 
 
-VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
+# (embed dim, depth, heads). vit_nano and vit_micro are this project's, not published sizes: ViTs small
+# enough to train at the CPU scale (24 px views, patch 4: 36 tokens; docs/cpu-scale.md, the masking claim).
+VIT_SIZES = {"vit_nano": (96, 6, 3), "vit_micro": (128, 6, 4), "vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
 
 
 def vit(name: str, image_size: int = 32, patch_size: int = 4, **overrides) -> ViT:
