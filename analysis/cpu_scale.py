@@ -18,9 +18,9 @@ from typing import Any
 
 from augbench.config import EXECUTION_FIELDS
 
-SHOWN = ("method", "dataset", "cifar_stem", "width", "image_size", "subset", "epochs", "batch_size", "optimizer",
+SHOWN = ("method", "dataset", "backbone", "cifar_stem", "width", "image_size", "subset", "epochs", "batch_size", "optimizer",
          "lr", "warmup_epochs", "tau_base", "proj_depth", "proj_hidden", "proj_dim", "proj_norm", "pred_hidden")
-HEADER = ("| # | method | data | stem | width | px | img/class | epochs | batch | opt | lr | warm-up | τ | projector "
+HEADER = ("| # | method | data | backbone | stem | width | px | img/class | epochs | batch | opt | lr | warm-up | τ | projector "
           "| pred | other | s/epoch | train+eval s | kNN full | kNN random | gain | linear | seeds | run ids |")
 # not in "other": the seed, the policy (always `full`), what follows the data set, and the recipe's name
 # (its values are what the columns show)
@@ -81,8 +81,10 @@ def table(entries: list[dict[str, Any]]) -> str:
         tau = f"{c['tau_base']:g}" if c["method"] == "byol" else "–"
         pred = str(c["pred_hidden"]) if c["method"] in ("byol", "simsiam") else "–"
         lin = f"{e['linear']:.1f}" if e["linear"] is not None else "–"
+        vit = c.get("backbone", "resnet18").startswith("vit")  # stem and width are ResNet fields
+        stem, width = ("–", "–") if vit else ("CIFAR" if c["cifar_stem"] else "ImageNet", c["width"])
         lines.append(
-            f"| {i} | {c['method']} | {c['dataset']} | {'CIFAR' if c['cifar_stem'] else 'ImageNet'} | {c['width']} "
+            f"| {i} | {c['method']} | {c['dataset']} | {c.get('backbone', 'resnet18')} | {stem} | {width} "
             f"| {c['image_size']} | {c['subset'] or 'all'} | {c['epochs']} | {c['batch_size']} | {c['optimizer']} "
             f"| {c['lr']:g} | {c['warmup_epochs']} | {tau} | {_proj(c)} | {pred} | {other} | {e['epoch_s']:.1f} "
             f"| {e['run_s']:.0f} | {e['knn']:.1f} | {e['random']:.1f} | **{e['gain']:+.1f}** | {lin} "

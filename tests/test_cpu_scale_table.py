@@ -27,3 +27,13 @@ def test_seeds_of_one_setting_are_averaged_and_others_name_the_hidden_difference
     assert cpu_scale.others(entries) == ["–", "weight_decay=0.0001", "–", "pred_lr_mult=10.0"]
     table = cpu_scale.table(entries)
     assert table.count("\n") == len(entries) + 1 and "**+7.0**" in table and "| weight_decay=0.0001 |" in table
+
+
+def test_a_vit_row_names_its_backbone_and_shows_no_resnet_stem_or_width():
+    rows = [_row("a" * 16, 0, 34.0, 24.0, "1"),
+            _row("b" * 16, 0, 30.0, 26.0, "2", backbone="vit_nano", image_size=24, optimizer="adamw", lr=1e-3)]
+    entries = cpu_scale.settings(rows)
+    lines = cpu_scale.table(entries).splitlines()[2:]
+    assert "| byol | cifar10 | resnet18 | CIFAR | 8 |" in lines[0]
+    assert "| byol | cifar10 | vit_nano | – | – | 24 |" in lines[1] and "| adamw | 0.001 |" in lines[1]
+    assert cpu_scale.others(entries) == ["–", "–"]  # the backbone has its own column
