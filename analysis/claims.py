@@ -141,10 +141,13 @@ def masking(df, metric) -> Claim:
     c.n_runs = 2 * len(long)
     keys = [k for k in ("method", "dataset", "epochs") if k in long]
     answers = []
+    gains = _full_gains_by_family(df, long, keys)
     for k, g in long.groupby(keys, dropna=False):
         where = " / ".join(f"{v} ep" if n == "epochs" else str(v) for n, v in zip(keys, k))
         for fam, h in g.groupby("family"):
-            c.text.append(f"{where}, {fam}: drop full - mask_instead_of_crop = {_t(h['drop'].values)}.")
+            gain = gains.get((*k, fam))
+            learned = f"; its `full` runs clear random init by {gain:+.1f} kNN points" if gain is not None else ""
+            c.text.append(f"{where}, {fam}: drop full - mask_instead_of_crop = {_t(h['drop'].values)}{learned}.")
         if set(g["family"]) != {"ViT", "ConvNet"}:
             c.text.append(f"{where}: only {', '.join(sorted(set(g['family'])))} runs; the claim compares both.")
             continue
@@ -162,6 +165,21 @@ def masking(df, metric) -> Claim:
         c.status, why = aggregate(answers, need=1)
         c.text.insert(0, f"Overall: **{c.status}** ({why}).")
     return c
+
+
+def _full_gains_by_family(df, long, keys) -> dict:
+    """(*keys, family) -> mean kNN gain of the `full` runs of the compared cells (those in `long`) over the
+    same runs' random-init encoder: how much a family learned at all, beside how much masking costs it."""
+    d = S.done_rows(df)
+    if d.empty or S.RANDOM_INIT not in d or "knn_top1" not in d:
+        return {}
+    d = d[d["policy"] == S.BASELINE].dropna(subset=["knn_top1", S.RANDOM_INIT])
+    cells = [c for c in S.cell_cols(d) if c in long]
+    d = d.merge(long[cells].drop_duplicates(), on=cells)  # only the cells the masking test compares
+    d = d.assign(family=np.where(d["backbone"].astype(str).str.startswith("vit"), "ViT", "ConvNet"),
+                 gain=d["knn_top1"] - d[S.RANDOM_INIT])
+    return {(k if isinstance(k, tuple) else (k,)): float(v)
+            for k, v in d.groupby(keys + ["family"], dropna=False)["gain"].mean().items()}
 
 
 def _cell_verdict(diffs, alpha: float = 0.05) -> str:
