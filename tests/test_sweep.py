@@ -226,6 +226,28 @@ def test_the_cpu_grids_hold_every_arm_seed_major_with_one_recipe_per_method(name
     assert {c.warmup_epochs for c in cfgs if c.method == "vicreg"} == {0}
 
 
+
+@pytest.mark.parametrize("name,grid", [("masking_cpu24", "crop_matters_cpu24"),
+                                       ("masking_cpu24_imagenette", "crop_matters_cpu24_imagenette")])
+def test_the_cpu_masking_grids_pair_each_backbone_and_reuse_the_crop_grids_resnet_rows(name, grid):
+    cfgs = expand(load_sweep(name))
+    assert len(cfgs) == 2 * 2 * 2 * 3 and len({c.run_id for c in cfgs}) == 24
+    assert {(c.method, c.backbone, c.policy_name) for c in cfgs} == {
+        (m, b, p) for m in ("simclr", "vicreg") for b in ("resnet18", "vit_nano") for p in ("full", "mask_instead_of_crop")}
+    assert [c.seed for c in cfgs] == sorted(c.seed for c in cfgs)
+    # the ResNet's full runs are the crop grid's rows, by run id; its other runs keep the recipe
+    crop_full = {c.run_id for c in expand(load_sweep(grid)) if c.policy_name == "full" and c.method != "byol"}
+    resnet = [c for c in cfgs if c.backbone == "resnet18"]
+    assert {c.run_id for c in resnet if c.policy_name == "full"} == crop_full
+    assert {c.optimizer for c in resnet} == {"lars"}
+    # the ViT: AdamW at the lr stage Q/R chose per method, masking its own 4x4 patches (dropped tokens)
+    vit = [c for c in cfgs if c.backbone == "vit_nano"]
+    assert {(c.method, c.optimizer, c.lr, c.weight_decay) for c in vit} == {
+        ("simclr", "adamw", 1e-3, 0.05), ("vicreg", "adamw", 2e-3, 0.05)}
+    for c in vit:
+        pol = c.policy_obj()
+        assert c.image_size == 24 and (not pol.has("patch_mask") or pol.params("patch_mask")["patch_size"] == c.patch_size)
+
 def test_the_cpu_recipe_departs_from_solo_learn_only_where_a_row_says_so():
     from augbench import recipes
 
