@@ -142,12 +142,17 @@ def masking(df, metric) -> Claim:
     keys = [k for k in ("method", "dataset", "epochs") if k in long]
     answers = []
     gains = _full_gains_by_family(df, long, keys)
+    no_crop = _no_crop_beside(S.paired_drops(df, metric), long)
     for k, g in long.groupby(keys, dropna=False):
         where = " / ".join(f"{v} ep" if n == "epochs" else str(v) for n, v in zip(keys, k))
         for fam, h in g.groupby("family"):
             gain = gains.get((*k, fam))
             learned = f"; its `full` runs clear random init by {gain:+.1f} kNN points" if gain is not None else ""
             c.text.append(f"{where}, {fam}: drop full - mask_instead_of_crop = {_t(h['drop'].values)}{learned}.")
+            nc = no_crop.get((*k, fam))
+            if nc is not None:  # what the crop alone is worth to this family: masking replaces it fully or not
+                c.text.append(f"{where}, {fam}, beside it (no verdict): drop full - no_crop = {_t(nc['drop'].values)}; "
+                              f"masking where the crop was, against neither: {_t(nc['added'].values)}.")
         if set(g["family"]) != {"ViT", "ConvNet"}:
             c.text.append(f"{where}: only {', '.join(sorted(set(g['family'])))} runs; the claim compares both.")
             continue
@@ -165,6 +170,19 @@ def masking(df, metric) -> Claim:
         c.status, why = aggregate(answers, need=1)
         c.text.insert(0, f"Overall: **{c.status}** ({why}).")
     return c
+
+
+def _no_crop_beside(drops, long) -> dict:
+    """(method, dataset, epochs, family) -> the `no_crop` drops of the masking test's cells, with `added`: per
+    seed, drop(no_crop) - drop(mask_instead_of_crop), the points masking earns in the crop's place."""
+    if drops.empty or not (drops["policy"] == "no_crop").any():
+        return {}
+    cells = [c for c in long.columns if c not in ("policy", "drop", "family")]
+    nc = drops[drops["policy"] == "no_crop"].merge(long[cells + ["drop", "family"]].rename(columns={"drop": "mask"}),
+                                                   on=cells)
+    nc = nc.assign(added=nc["drop"] - nc["mask"])
+    keys = [k for k in ("method", "dataset", "epochs") if k in nc]
+    return {(k if isinstance(k, tuple) else (k,)): g for k, g in nc.groupby(keys + ["family"], dropna=False)}
 
 
 def _full_gains_by_family(df, long, keys) -> dict:
