@@ -24,7 +24,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:  # CPU autocast (amp_cpu), any torch version
             # bf16 on the CPU: SDPA's fused kernel runs its backward ~7x slower than these two matmuls
             # at a few dozen tokens (docs/cpu-scale.md, the masking claim); softmax stays in fp32.
             att = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
