@@ -110,7 +110,8 @@ def crop(df, metrics, alpha) -> Claim:
         return c
     c.text.append(CROP_RULE.format(alpha=alpha, min_seeds=V.MIN_SEEDS, arms=V.EXPECTED_ARMS))
     keys = [k for k in S.cell_cols(d) if k in v.columns]
-    judged = d.merge(v[keys].drop_duplicates(), on=keys)  # the runs of the cells that got a verdict
+    testable = v[v["answer"] != "not testable"]  # a cell whose verdicts are all "not testable" backs nothing
+    judged = d.merge(testable[keys].drop_duplicates(), on=keys)  # the runs of the cells that got a verdict
     pol = judged["policy"].astype(str)
     c.n_runs = int((pol.str.startswith("no_") | pol.str.match(V.ONLY_RE) | pol.eq(S.BASELINE)).sum())
     c.status, why = aggregate(list(v["answer"]))

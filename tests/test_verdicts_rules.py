@@ -187,6 +187,15 @@ def test_one_yes_with_the_rest_not_testable_is_not_supported():
     assert "On CIFAR-10:" in text and "crop − color: +" in text and "95% CI [" in text
 
 
+
+def test_runs_behind_the_crop_claim_are_those_of_cells_with_a_testable_verdict():
+    """A ViT cell with only full and no_crop (the masking grids') gets two not-testable verdicts: its 6 runs
+    back no decision and are not counted; the ResNet cell's 27 are."""
+    vit = grid({k: CROP_AHEAD[k] for k in ("full", "no_crop")}, backbone="vit_nano")
+    c = claims.crop(frame(grid(CROP_AHEAD) + vit), ["knn_top1"], 0.05)
+    assert c.n_runs == 27, c.n_runs
+    assert "2 not testable" in "\n".join(c.text)
+
 # ---------------------------------------------------------------------- power of an undecided verdict
 def test_undecided_names_the_weak_comparison_and_the_seeds_it_needs():
     accs = dict(CROP_AHEAD, crop_only=[50, 52, 51], color_only=[48, 52.5, 49.4])
