@@ -138,7 +138,7 @@ def masking(df, metric) -> Claim:
         c.text.append("No `mask_instead_of_crop` runs paired with `full` (see the strength-curve figure for "
                       "mask-ratio sweeps, if any).")
         return c
-    long = long.assign(family=np.where(long["backbone"].astype(str).str.startswith("vit"), "ViT", "ConvNet"))
+    long = long.assign(family=_family(long))
     c.n_runs = 2 * len(long)
     keys = [k for k in ("method", "dataset", "epochs") if k in long]
     answers = []
@@ -173,6 +173,11 @@ def masking(df, metric) -> Claim:
     return c
 
 
+def _family(d) -> np.ndarray:
+    """ViT or ConvNet, per row: the masking claim's two families."""
+    return np.where(d["backbone"].astype(str).str.startswith("vit"), "ViT", "ConvNet")
+
+
 def _no_crop_beside(drops, long) -> dict:
     """(method, dataset, epochs, family) -> the `no_crop` drops of the masking test's cells, with `added`: per
     seed, drop(no_crop) - drop(mask_instead_of_crop), the points masking earns in the crop's place."""
@@ -195,8 +200,7 @@ def _full_gains_by_family(df, long, keys) -> dict:
     d = d[d["policy"] == S.BASELINE].dropna(subset=["knn_top1", S.RANDOM_INIT])
     cells = [c for c in S.cell_cols(d) if c in long]
     d = d.merge(long[cells].drop_duplicates(), on=cells)  # only the cells the masking test compares
-    d = d.assign(family=np.where(d["backbone"].astype(str).str.startswith("vit"), "ViT", "ConvNet"),
-                 gain=d["knn_top1"] - d[S.RANDOM_INIT])
+    d = d.assign(family=_family(d), gain=d["knn_top1"] - d[S.RANDOM_INIT])
     return {(k if isinstance(k, tuple) else (k,)): float(v)
             for k, v in d.groupby(keys + ["family"], dropna=False)["gain"].mean().items()}
 

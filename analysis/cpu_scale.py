@@ -18,10 +18,10 @@ from typing import Any
 
 from augbench.config import EXECUTION_FIELDS
 
-SHOWN = ("method", "dataset", "backbone", "cifar_stem", "width", "image_size", "subset", "epochs", "batch_size", "optimizer",
-         "lr", "warmup_epochs", "tau_base", "proj_depth", "proj_hidden", "proj_dim", "proj_norm", "pred_hidden")
-HEADER = ("| # | method | data | backbone | stem | width | px | img/class | epochs | batch | opt | lr | warm-up | τ | projector "
-          "| pred | other | s/epoch | train+eval s | kNN full | kNN random | gain | linear | seeds | run ids |")
+SHOWN = ("method", "dataset", "backbone", "cifar_stem", "width", "image_size", "subset", "epochs", "batch_size",
+         "optimizer", "lr", "warmup_epochs", "tau_base", "proj_depth", "proj_hidden", "proj_dim", "proj_norm", "pred_hidden")
+HEADER = ("| # | method | data | backbone | stem | width | px | img/class | epochs | batch | opt | lr | warm-up | τ "
+          "| projector | pred | other | s/epoch | train+eval s | kNN full | kNN random | gain | linear | seeds | run ids |")
 # not in "other": the seed, the policy (always `full`), what follows the data set, and the recipe's name
 # (its values are what the columns show)
 NOT_OTHER = frozenset({"seed", "policy", "eval_subset", "recipe", *EXECUTION_FIELDS})

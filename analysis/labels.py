@@ -7,7 +7,8 @@ import re
 METRIC = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1", "finetune_top1": "fine-tune top-1",
           "knn_top1_projector": "kNN top-1 (projector)", "knn_top1_random_init": "kNN top-1 (random init)"}
 METHOD = {"simclr": "SimCLR", "byol": "BYOL", "vicreg": "VICReg", "barlow": "Barlow Twins", "simsiam": "SimSiam"}
-BACKBONE = {"resnet18": "ResNet-18", "resnet50": "ResNet-50", "vit_nano": "ViT-Nano", "vit_micro": "ViT-Micro", "vit_tiny": "ViT-Tiny", "vit_small": "ViT-Small"}
+BACKBONE = {"resnet18": "ResNet-18", "resnet50": "ResNet-50", "vit_nano": "ViT-Nano", "vit_micro": "ViT-Micro",
+            "vit_tiny": "ViT-Tiny", "vit_small": "ViT-Small"}
 DATASET = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenette32": "Imagenette-32", "stl10": "STL-10",
            "stl10-unlabeled": "STL-10 (+unlabeled)", "tiny-imagenet": "Tiny-ImageNet"}
 PROTOCOL = {"knn_top1": "kNN", "linear_top1": "linear", "finetune_top1": "fine-tune"}
