@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from augbench.augment.policy_specs import PolicySpecError, expand_policies
+from augbench.augment.policy_specs import POLICY_GENERATORS, PolicySpecError, expand_policies
 from augbench.config import RunConfig
 from augbench.env import REPO_ROOT
 from augbench.errors import UserError, read_yaml
@@ -185,10 +185,19 @@ def expand(sweep: Sweep) -> list[RunConfig]:
         run = {**sweep.base, **dict(zip(keys, combo))}
         if not any(_matches(run, ex) for ex in sweep.exclude):
             dicts.append(run)
-    for inc in sweep.include:
+    for i, inc in enumerate(sweep.include):
         run = {**sweep.base, **inc}
-        if isinstance(run.get("policy"), list):
+        pol = run.get("policy")
+        if isinstance(pol, list):
             raise SweepError(f"{sweep.source}: include entries take one policy, got a list")
+        if isinstance(pol, dict) and any(g in pol for g in POLICY_GENERATORS):
+            # a generator (strength, leave_one_out, ...) in an include entry: one run per policy it makes
+            try:
+                pols = expand_policies([pol], f"{sweep.source}: include[{i}].policy")
+            except PolicySpecError as e:
+                raise SweepError(str(e)) from None
+            dicts.extend({**run, "policy": p} for p in pols)
+            continue
         dicts.append(run)
     configs, seen = [], set()
     for run in dicts:
