@@ -124,6 +124,13 @@ def crop(df, metrics, alpha) -> Claim:
         for r in g.sort_values(keys + ["metric", "verdict"]).to_dict("records"):
             c.text.append(f"  - {S.cell_label({k: r[k] for k in keys}, sep=' / ')}, {r['metric']}, {r['verdict']}: "
                           f"**{r['label']}** — {_effect(r)}{r['reason']}.")
+    scale = [(m, _strength_drops(df, m, "crop_scale", S.BASELINE)) for m in metrics]
+    if any(len(x) for _, x in scale):  # how much of the crop's worth is its strength (no verdict)
+        c.text.append("Beside it (no verdict), the crop's minimum scale (`full`: 0.08): drop full - policy, by scale:")
+        for m, x in scale:
+            ck = [k for k in S.cell_cols(d) if k in x]
+            for k, h in x.groupby(ck, dropna=False):
+                c.text.append(f"  - {S.cell_label(dict(zip(ck, k)), sep=' / ')}, {m}: {_curve(h)}.")
     return c
 
 
@@ -144,6 +151,7 @@ def masking(df, metric) -> Claim:
     answers = []
     gains = _full_gains_by_family(df, long, keys)
     no_crop = _no_crop_beside(S.paired_drops(df, metric), long)
+    ratios = _mask_ratio_drops(df, metric, long)
     for k, g in long.groupby(keys, dropna=False):
         where = " / ".join(f"{v} ep" if n == "epochs" else str(v) for n, v in zip(keys, k))
         for fam, h in g.groupby("family"):
@@ -154,6 +162,10 @@ def masking(df, metric) -> Claim:
             if nc is not None:  # what the crop alone is worth to this family: masking replaces it fully or not
                 c.text.append(f"{where}, {fam}, beside it (no verdict): drop full - no_crop = {_t(nc['drop'].values)}; "
                               f"masking where the crop was, against neither: {_t(nc['added'].values)}.")
+            curve = ratios.get((*k, fam))
+            if curve is not None:  # the mask-ratio sweep of the same cells: does the cost grow with the share?
+                c.text.append(f"{where}, {fam}, beside it (no verdict): drop full - masked, by mask ratio: "
+                              f"{_curve(curve)}.")
         if set(g["family"]) != {"ViT", "ConvNet"}:
             c.text.append(f"{where}: only {', '.join(sorted(set(g['family'])))} runs; the claim compares both.")
             continue
@@ -189,6 +201,39 @@ def _no_crop_beside(drops, long) -> dict:
     nc = nc.assign(added=nc["drop"] - nc["mask"])
     keys = [k for k in ("method", "dataset", "epochs") if k in nc]
     return {(k if isinstance(k, tuple) else (k,)): g for k, g in nc.groupby(keys + ["family"], dropna=False)}
+
+
+def _strength_drops(df, metric, knob: str, base: str) -> pd.DataFrame:
+    """Per seed, drop `full` - policy for the runs of `base`'s `knob` sweep (stats.strength_rows: `base`'s own
+    runs too, at the value their spec holds), with `value`; cells, seed, policy, drop, value."""
+    sr = S.strength_rows(df, metric)
+    drops = S.paired_drops(df, metric)
+    if sr.empty or drops.empty:
+        return drops.iloc[0:0].assign(value=[])
+    sr = sr[(sr["knob"] == knob) & (sr["base"] == base)]
+    on = [c for c in drops.columns if c != "drop"]
+    if not all(c in sr for c in on):
+        return drops.iloc[0:0].assign(value=[])
+    return drops.merge(sr[on + ["value"]].drop_duplicates(), on=on)
+
+
+def _curve(d) -> str:
+    """'0.25: 3.00 (n=3); 0.5: 6.20 (n=3)': the mean drop per strength value."""
+    return "; ".join(f"{v:g}: {h['drop'].mean():.2f} (n={len(h)})" for v, h in d.groupby("value"))
+
+
+def _mask_ratio_drops(df, metric, long) -> dict:
+    """(method, dataset, epochs, family) -> the mask_ratio sweep drops of mask_instead_of_crop over the
+    masking test's cells, where a family has two ratios or more."""
+    d = _strength_drops(df, metric, "mask_ratio", "mask_instead_of_crop")
+    cells = [c for c in long.columns if c not in ("policy", "drop", "family", "seed")]
+    if d.empty or not all(c in d for c in cells):
+        return {}
+    d = d.merge(long[cells].drop_duplicates(), on=cells)
+    d = d.assign(family=_family(d))
+    keys = [k for k in ("method", "dataset", "epochs") if k in d]
+    return {(k if isinstance(k, tuple) else (k,)): g for k, g in d.groupby(keys + ["family"], dropna=False)
+            if g["value"].nunique() >= 2}
 
 
 def _full_gains_by_family(df, long, keys) -> dict:

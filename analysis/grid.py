@@ -97,10 +97,13 @@ def _distinguishing(cfgs) -> dict[str, list[str]]:
 
 
 def grid_holes(df: pd.DataFrame) -> pd.DataFrame:
-    """(method, policy, seeds) absent from a group (same backbone/dataset/epochs/design) although the
-    method, the policy and the seeds each appear in that group. A method run with a non-default momentum
-    setting counts as its own method ("byol (momentum off)") and is expected only under the policies it ran
-    with (those seeds it lacks are holes), so momentum ablations do not open holes."""
+    """(method, policy, seeds) absent from a group (same backbone/dataset/epochs/design, run by one sweep)
+    although the method, the policy and the seeds each appear in that group. A method run with a
+    non-default momentum setting counts as its own method ("byol (momentum off)") and is expected only
+    under the policies it ran with (those seeds it lacks are holes), so momentum ablations do not open
+    holes. The rows of different sweeps span no grid together: a sweep that runs SimCLR alone under new
+    policies, beside a grid of three methods, opens no hole for the other two (each sweep's own expected
+    runs are counted against its file above)."""
     d = S.done_rows(df)
     cols = ["group", "method", "policy", "seeds", "rows"]
     if d.empty:
@@ -108,12 +111,17 @@ def grid_holes(df: pd.DataFrame) -> pd.DataFrame:
     d = d.assign(variant=[m if mo == (m == "byol") else f"{m} (momentum {'on' if mo else 'off'})"
                           for m, mo in zip(d["method"], d["momentum"])])
     keys = [c for c in S.cell_cols(d) if c not in ("method", "momentum")]
+    if "sweep" in d and d["sweep"].notna().any():
+        d = d.assign(sweep=d["sweep"].astype(object).where(d["sweep"].notna(), ""))
+        keys.append("sweep")
     status = {(r.get("method"), r.get("policy"), r.get("seed")): r["status"]
               for r in not_done(df).to_dict("records")}
     out = []
     for k, g in (d.groupby(keys, dropna=False) if keys else [((), d)]):
         have = set(zip(g["variant"], g["policy"], g["seed"]))
-        label = S.cell_label(dict(zip(keys, k)), sep=" / ")
+        key = dict(zip(keys, k))
+        sweep = key.pop("sweep", "")
+        label = S.cell_label(key, sep=" / ") + (f" (sweep {sweep})" if sweep else "")
         for v in sorted(g["variant"].unique()):
             gv = g[g["variant"] == v]
             method = gv["method"].iloc[0]

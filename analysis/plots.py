@@ -24,7 +24,7 @@ from analysis import labels  # noqa: E402
 from analysis import stats as S  # noqa: E402
 from analysis import verdicts as V  # noqa: E402
 
-STRENGTH_RE = re.compile(r"^(?:(?P<base>.+)-)?(?P<knob>crop_scale|color|mask_ratio)=(?P<value>[-+0-9.eE]+)$")
+STRENGTH_RE = S.STRENGTH_RE
 PAIR_RE = re.compile(r"^(?:(?P<base>.+)-)?pair_(?P<a>[a-z]+)(?:\+(?P<b>[a-z]+))?$")
 PROTOCOLS = labels.PROTOCOL
 # TrueType (Type 42) fonts in PDF/PS: journals reject Type 3 bitmaps, and the text stays selectable; a fixed SVG
@@ -252,27 +252,27 @@ def pairwise(df, out_dir, metric="knn_top1") -> FigureResult:
 def strength(df, out_dir, metric="knn_top1") -> FigureResult:
     res = FigureResult("strength", f"Strength curves: {_mlabel(metric)} vs crop min scale, colour strength, "
                                    "mask ratio (ResNet vs ViT)")
-    d = S.done_rows(df)
-    if d.empty or metric not in d:
-        res.reason = "no finished runs"
-        return res
-    m = d["policy"].astype(str).str.extract(STRENGTH_RE)
-    d = d.assign(knob=m["knob"], value=pd.to_numeric(m["value"])).dropna(subset=["knob", metric])
-    d = d[d.groupby(["knob"])["value"].transform("nunique") >= 2]
+    d = S.strength_rows(df, metric)
     if d.empty:
         res.reason = "no strength sweep (crop_scale=/color=/mask_ratio=) with at least two values"
         return res
-    knobs = sorted(d["knob"].unique())
-    res.title = f"Strength curves: {_mlabel(metric)} vs {', '.join(knobs)} ({', '.join(sorted(d['backbone'].unique()))})"
-    fig, axes = _grid(len(knobs))
-    for ax, knob in zip(axes, knobs):
-        g = d[d["knob"] == knob]
-        sns.lineplot(g, x="value", y=metric, hue="backbone", style="method", markers=True, errorbar=t_errorbar, ax=ax)
-        _dots(ax, _small(g, ["value", "backbone", "method"]), "value", metric)
-        ax.set_title(f"{knob} (n={len(g)} runs; {_interval_note(_group_sizes(g, ['value', 'backbone', 'method']))})",
-                     fontsize=9)
+    # a panel per knob and data set / epochs; a line per method and backbone (and any other cell field)
+    keys = [c for c in S.cell_cols(d) if c not in ("dataset", "epochs")]
+    d = d.assign(series=[labels.cell(dict(zip(keys, k)), sep=" / ") for k in zip(*(d[c] for c in keys))])
+    panels = sorted(d.groupby(["knob", "dataset", "epochs"]).groups)
+    res.title = (f"Strength curves: {_mlabel(metric)} vs {', '.join(sorted(d['knob'].unique()))} "
+                 f"({', '.join(labels.value('backbone', b) for b in sorted(d['backbone'].unique()))})")
+    fig, axes = _grid(len(panels), 5, 3.8)
+    for ax, (knob, ds, ep) in zip(axes, panels):
+        g = d[(d["knob"] == knob) & (d["dataset"] == ds) & (d["epochs"] == ep)]
+        sns.lineplot(g, x="value", y=metric, hue="series", marker="o", errorbar=t_errorbar, ax=ax)
+        _dots(ax, _small(g, ["value", "series"]), "value", metric)
+        ax.set_title(f"{knob} · {labels.value('dataset', ds)} / {ep} ep\n(n={len(g)} runs; "
+                     f"{_interval_note(_group_sizes(g, ['value', 'series']))})", fontsize=9)
+        ax.set_xticks(sorted(g["value"].unique()))
         ax.set_xlabel(knob)
         ax.set_ylabel(_mlabel(metric))
+        ax.legend(fontsize=7, title=None)
     fig.suptitle(res.title, fontsize=10)
     res.files, res.n_runs = _save(fig, Path(out_dir), f"strength_{metric}"), int(len(d))
     return res

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -32,6 +33,8 @@ TEST_SPLIT = {"cifar10": (10, 10_000), "cifar100": (100, 10_000), "imagenette32"
               "tiny-imagenet": (200, 10_000)}
 # resolution of an accuracy whose test-set size cannot be derived (an imagefolder: dataset): 1 of 10,000 images
 FALLBACK_RESOLUTION = 0.01
+# a strength sweep's policy name (augbench.augment.policy.strength_sweep): `<base>-<knob>=<v>`, base `full` unnamed
+STRENGTH_RE = re.compile(r"^(?:(?P<base>.+)-)?(?P<knob>crop_scale|color|mask_ratio)=(?P<value>[-+0-9.eE]+)$")
 POLICY_PARAMS = "policy_params"  # the parameters in which same-name policies differ (a cell column, when any)
 
 
@@ -342,3 +345,45 @@ def spearman(ours: dict[str, float], theirs: dict[str, float]) -> dict:
         r = sps.spearmanr([ours[k] for k in common], [theirs[k] for k in common])
         out["rho"], out["p"] = float(r.statistic), float(r.pvalue)
     return out
+
+
+# ---------------------------------------------------------------------- strength curves
+def knob_value(spec, knob: str) -> float | None:
+    """The value of a strength knob in a policy spec (JSON text or dict), as strength_sweep sets it: the
+    patch_mask ratio, the crop's minimum scale, or the colour strength s (brightness 0.8 s). None where the
+    policy has no such op (it is not a point of that curve)."""
+    spec = json.loads(spec) if isinstance(spec, str) else spec
+    ops = {o.get("op"): o for o in (spec or {}).get("ops", [])}
+    if knob == "mask_ratio" and "patch_mask" in ops:
+        return float(ops["patch_mask"]["ratio"])
+    if knob == "crop_scale" and "random_resized_crop" in ops:
+        return float(ops["random_resized_crop"]["scale"][0])
+    if knob == "color" and "color_jitter" in ops:
+        b = ops["color_jitter"]["brightness"]
+        return round((b[1] - 1 if isinstance(b, (list, tuple)) else b) / 0.8, 6)
+    return None
+
+
+def strength_rows(df: pd.DataFrame, metric: str = "knn_top1") -> pd.DataFrame:
+    """The finished runs of strength sweeps (`<base>-<knob>=<v>`; base `full` unnamed), each with `knob`
+    and `value`, plus the base policy's own runs in the cells where its sweep ran, at the value their spec
+    holds (mask_instead_of_crop: ratio 0.5; full: crop scale 0.08), so a curve never re-runs its base."""
+    d = done_rows(df)
+    if d.empty or metric not in d:
+        return d.iloc[0:0]
+    m = d["policy"].astype(str).str.extract(STRENGTH_RE)
+    gen = d.assign(knob=m["knob"], base=m["base"].fillna("full"), value=pd.to_numeric(m["value"]))
+    gen = gen.dropna(subset=["knob", metric])
+    keys = cell_cols(d)
+    cell = pd.Series(list(zip(*(d[c].astype(str) for c in keys))), index=d.index)
+    parts = [gen]
+    for (knob, base), g in gen.groupby(["knob", "base"]):
+        own = d[(d["policy"] == base) & cell.isin(set(cell[g.index]))]
+        if len(own) and "policy_spec" in own:
+            own = own.assign(knob=knob, base=base, value=[knob_value(x, knob) for x in own["policy_spec"]])
+            # a sweep that also ran the base's own value (same spec, its own name) is not counted twice
+            ran = set(zip(cell[g.index], g["seed"], g["value"]))
+            own = own[[k not in ran for k in zip(cell[own.index], own["seed"], own["value"])]]
+            parts.append(own.dropna(subset=["value", metric]))
+    out = pd.concat(parts) if len(parts) > 1 else gen
+    return out[out.groupby("knob")["value"].transform("nunique") >= 2]

@@ -178,6 +178,9 @@ def test_grid_claims_answered(grid_report):
     assert status == "undecided" and "Runs behind this: 4." in body  # full + mask_instead_of_crop, ResNet and ViT
     assert "ConvNet: drop full - mask_instead_of_crop = mean" in body and "ViT: drop full" in body
     assert "n=1" in body and "fewer than 3 paired seeds in a family" in body
+    # the mask-ratio sweeps (0 and 0.5) of both backbones beside it, with no verdict
+    for fam in ("ConvNet", "ViT"):
+        assert f"{fam}, beside it (no verdict): drop full - masked, by mask ratio: 0: " in body
     status, body = section("A projector helps")
     assert status == "undecided" and "projector depth 2 minus no projector, per cell:" in body and "n=1" in body
     assert "under 3 paired seeds" in body  # one seed per cell: no decision

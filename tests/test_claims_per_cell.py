@@ -7,6 +7,7 @@ from test_verdicts_rules import CONFIG, frame, spec
 
 from analysis import claims
 from augbench.augment import Policy
+from augbench.augment.policy import strength_sweep
 
 SEEDS = (0, 1, 2)
 
@@ -97,6 +98,10 @@ def test_masking_compares_vit_with_convnet_per_method_data_and_epochs():
                 if ds == "cifar10":  # without the crop the ResNet loses 9, the ViT 1.5 (+ a little per seed)
                     rows.append(_row(spec("no_crop"), s, base - (1.5 if bb == "vit_tiny" else 9.0) - 0.1 * s,
                                      backbone=bb, dataset=ds))
+                if ds == "cifar10" and bb == "resnet18":  # a mask-ratio sweep: a quarter costs 3, three quarters 10
+                    for p, cost in zip(strength_sweep(Policy.named("mask_instead_of_crop"), "mask_ratio", [0.25, 0.75]),
+                                       (3.0, 10.0)):
+                        rows.append(_row(p.to_dict(), s, base - cost, backbone=bb, dataset=ds))
     c = claims.masking(frame(rows), "knn_top1")
     text = "\n".join(c.text)
     assert c.status == "conflicting" and "1 yes and 1 no of 2 testable" in text, text
@@ -108,6 +113,10 @@ def test_masking_compares_vit_with_convnet_per_method_data_and_epochs():
     assert "simclr / cifar10 / 30 ep, ConvNet, beside it (no verdict): drop full - no_crop = mean +9.10" in text
     assert "masking where the crop was, against neither: mean +2.90" in text
     assert "imagenette32 / 30 ep, ViT, beside it" not in text and c.status == "conflicting"
+    # the ratio sweep beside it, its 0.5 point the mask_instead_of_crop runs themselves; the ViT ran none
+    assert ("simclr / cifar10 / 30 ep, ConvNet, beside it (no verdict): drop full - masked, by mask ratio: "
+            "0.25: 3.00 (n=3); 0.5: 6.20 (n=3); 0.75: 10.00 (n=3).") in text
+    assert "ViT, beside it (no verdict): drop full - masked" not in text
     assert "simclr / imagenette32 / 30 ep: **no**" in text
     assert "simclr / stl10 / 30 ep: only ConvNet runs; the claim compares both." in text
 
@@ -119,3 +128,22 @@ def test_an_undecided_cell_says_how_many_seeds_would_decide_it():
             r["metrics"]["knn_top1"] -= 2.0
     text = "\n".join(claims.projector_helps(frame(rows), "knn_top1").text)
     assert "**undecided**" in text and "paired seeds would decide it" in text, text
+
+
+def test_the_crop_claim_gives_the_crop_scale_sweep_beside_its_verdicts():
+    """A `crop_scale` sweep of `full` in the cell: its mean drop per minimum scale, per metric, with no verdict;
+    a cell without one gets no line."""
+    from test_verdicts_rules import CROP_AHEAD, grid
+
+    rows = grid(CROP_AHEAD) + grid(CROP_AHEAD, dataset="imagenette32")
+    for s, base in zip(SEEDS, CROP_AHEAD["full"]):
+        for scale, cost in ((0.5, 4.0), (1.0, 9.0)):
+            p = spec("full")
+            p["name"] = f"crop_scale={scale:g}"
+            p["ops"][0] = {**p["ops"][0], "scale": [scale, 1.0]}
+            rows.append(_row(p, s, base - cost - 0.1 * s))
+    text = "\n".join(claims.crop(frame(rows), ["knn_top1"], 0.05).text)
+    assert "Beside it (no verdict), the crop's minimum scale (`full`: 0.08): drop full - policy, by scale:" in text
+    assert "  - simclr / resnet18 / cifar10 / 30 ep, knn_top1: 0.5: 4.10 (n=3); 1: 9.10 (n=3)." in text, text
+    assert "imagenette32 / 30 ep, knn_top1: 0.5" not in text
+    assert "by scale" not in "\n".join(claims.crop(frame(grid(CROP_AHEAD)), ["knn_top1"], 0.05).text)

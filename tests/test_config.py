@@ -99,3 +99,25 @@ def test_a_named_policy_follows_the_dataset_stats_and_image_size_and_keeps_its_n
     big = RunConfig(policy="full", image_size=48)
     assert big.policy_obj().output_size == (48, 48) and big.policy_name == "full"
     assert big.policy_obj().params("gaussian_blur")["kernel_size"] == 5  # SimCLR's ~10 % of the side, odd
+
+
+def test_a_generated_policy_adapts_like_the_named_policy_it_comes_from():
+    """Sweep generators give mappings derived from the registry's 32 px CIFAR-10 policies: they
+    follow image_size and the data set's statistics as named policies do, and keep their name."""
+    from augbench.augment.policy import Policy, strength_sweep
+
+    gen = strength_sweep(Policy.named("mask_instead_of_crop"), "mask_ratio", [0.5])[0].to_dict()
+    for kw in ({"dataset": "imagenette32", "image_size": 24}, {"image_size": 48}, {"dataset": "imagenette32"}, {}):
+        named, mapped = RunConfig(policy="mask_instead_of_crop", **kw).policy_obj(), RunConfig(policy=gen, **kw).policy_obj()
+        assert mapped.ops == named.ops and mapped.name == gen["name"], kw
+    # the recorded spec is the adapted one, and it hashes as the run did (rows verify retrains from it)
+    c = RunConfig(policy=gen, dataset="imagenette32", image_size=24)
+    assert c.policy_obj().output_size == (24, 24)
+    assert RunConfig(policy=c.to_dict()["policy"], dataset="imagenette32", image_size=24).run_id == c.run_id
+
+
+def test_a_mapping_keeps_the_size_and_statistics_it_sets_itself():
+    spec = {"name": "mine", "ops": [{"op": "resize", "size": 16},
+                                    {"op": "normalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]}
+    pol = RunConfig(policy=spec, dataset="imagenette32", image_size=24).policy_obj()
+    assert pol.output_size == (16, 16) and pol.params("normalize")["mean"] == (0.5, 0.5, 0.5)

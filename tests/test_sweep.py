@@ -1,5 +1,6 @@
 """Sweep files -> validated RunConfigs -> plan; CLI refusals; concurrent row writers. No training here
 (see test_sweep_local.py for real runs)."""
+import dataclasses
 import multiprocessing as mp
 import json
 from pathlib import Path
@@ -88,6 +89,14 @@ def test_identical_runs_are_deduplicated_and_include_exclude_apply():
     assert got == [("byol", "simclr", 0), ("simclr", "full", 0), ("simclr", "full", 1), ("simclr", "no_crop", 0)]
 
 
+def test_an_include_entry_takes_a_policy_generator():
+    gen = {"strength": "mask_ratio", "base": "mask_instead_of_crop", "values": [0.25, 0.75]}
+    d = {**SMALL, "axes": {"policy": ["full"], "seed": [0]}, "include": [{"seed": 1, "width": 16, "policy": gen}]}
+    got = sorted((c.policy_name, c.seed, c.width) for c in expand(sweep_from_dict(d)))
+    assert got == [("full", 0, 8), ("mask_instead_of_crop-mask_ratio=0.25", 1, 16),
+                   ("mask_instead_of_crop-mask_ratio=0.75", 1, 16)]
+
+
 # ---------------------------------------------------------------------- validation names file and field
 @pytest.mark.parametrize("change,needle", [
     ({"colour": 1}, "colour"),
@@ -107,6 +116,7 @@ def test_identical_runs_are_deduplicated_and_include_exclude_apply():
     ({"axes": {"policy": [{"leave_one_out": "full", "colour": 1}]}}, "colour"),
     ({"axes": {"policy": [{"strength": "sharpness", "base": "full", "values": [1]}]}}, "sharpness"),
     ({"exclude": [{"polcy": "full"}]}, "polcy"),
+    ({"include": [{"policy": {"strength": "sharpness", "base": "full", "values": [1]}}]}, "include[0]"),
 ])
 def test_bad_sweep_is_refused_naming_file_and_field(tmp_path, change, needle):
     path = write_sweep(tmp_path, {**SMALL, **change})
@@ -260,3 +270,27 @@ def test_the_cpu_recipe_departs_from_solo_learn_only_where_a_row_says_so():
                 assert e == recs["solo-learn"][method][field]
     changed = {m: {f for f, e in es.items() if e["repo"] == "augbench"} for m, es in recs["cpu-small"].items()}
     assert changed["simclr"] == {"proj_norm"} and "tau_base" in changed["byol"] and "proj_hidden" in changed["vicreg"]
+
+
+@pytest.mark.parametrize("name,masking,crop", [("strength_cpu24", "masking_cpu24", "crop_matters_cpu24"),
+                                               ("strength_cpu24_imagenette", "masking_cpu24_imagenette",
+                                                "crop_matters_cpu24_imagenette")])
+def test_the_cpu_strength_grids_extend_the_masking_and_crop_grids_runs(name, masking, crop):
+    """Each strength run differs from a masking or crop grid run in the knob's value only: swapping
+    its policy for the base's (mask_instead_of_crop: ratio 0.5, full: scale 0.08) gives that grid's
+    run id, so a curve's base point is a row that already exists, in the same cell."""
+    cfgs = expand(load_sweep(name))
+    assert len(cfgs) == 21 and [c.seed for c in cfgs] == sorted(c.seed for c in cfgs)
+    grid_ids = {c.run_id for s in (masking, crop) for c in expand(load_sweep(s))}
+    points = set()
+    for c in cfgs:
+        pol = c.policy_obj()
+        assert pol.output_size == (c.image_size, c.image_size) == (24, 24)
+        if pol.has("patch_mask"):
+            knob, value, base = "mask_ratio", pol.params("patch_mask")["ratio"], "mask_instead_of_crop"
+        else:
+            knob, value, base = "crop_scale", pol.params("random_resized_crop")["scale"][0], "full"
+        points.add((c.backbone, knob, value))
+        assert dataclasses.replace(c, policy=base).run_id in grid_ids, c.policy_name
+    assert points == {(b, "mask_ratio", r) for b in ("resnet18", "vit_nano") for r in (0.25, 0.75)} | {
+        ("resnet18", "crop_scale", s) for s in (0.2, 0.5, 1.0)}

@@ -211,3 +211,53 @@ def test_undecided_names_the_weak_comparison_and_the_seeds_it_needs():
     # pointing the other way: no number of seeds makes crop win
     v = verdicts(grid(dict(accs, color_only=[51, 52.2, 51.5]))).loc["only-one"]
     assert v["answer"] == "undecided" and pd.isna(v["needed"]) and "points the other way: –" in v["reason"]
+
+
+def test_grid_holes_are_sought_within_one_sweeps_rows():
+    """A sweep that runs one method under a new policy, beside another sweep's grid of two methods, opens
+    no hole for the other method; a seed missing within one sweep is still a hole."""
+    from analysis.grid import grid_holes
+
+    two = grid({"full": [80, 81, 82], "no_crop": [60, 61, 62]}) + grid({"full": [70, 71, 72]}, method="byol")
+    for r in two:
+        r["sweep"] = "grid"
+    extra = grid({"crop_only": [50, 51]})  # seeds 0 and 1 only
+    for r in extra:
+        r["sweep"] = "extra"
+    holes = grid_holes(frame(two + extra))
+    assert [(h.method, h.policy, h.seeds) for h in holes.itertuples()] == [("byol", "no_crop", "0,1,2")]
+    assert "(sweep grid)" in holes["group"].iloc[0]
+    # the same rows as one sweep's: byol lacks crop_only too, and simclr its seed 2
+    for r in extra:
+        r["sweep"] = "grid"
+    holes = grid_holes(frame(two + extra))
+    assert [(h.method, h.policy, h.seeds) for h in holes.itertuples()] == [
+        ("byol", "crop_only", "0,1,2"), ("byol", "no_crop", "0,1,2"), ("simclr", "crop_only", "2")]
+
+
+def test_a_strength_curve_takes_its_base_policys_own_runs_at_the_value_their_spec_holds():
+    """mask_instead_of_crop (ratio 0.5) joins its mask_ratio sweep in the cells where that ran, once per seed
+    even when the sweep also ran 0.5 under its own name; its runs elsewhere stay out."""
+    from analysis.stats import knob_value, strength_rows
+
+    def masked(name, ratio, seed, knn, **config):
+        r = row("full", seed, knn, **config)
+        r["policy"] = r["config"]["policy"] = {"name": name, "ops": [
+            {"op": "resize", "size": 32}, {"op": "patch_mask", "ratio": ratio, "patch_size": 4}]}
+        return r
+
+    sweep = [masked(f"mask_instead_of_crop-mask_ratio={v:g}", v, s, 50 - 10 * v + s) for v in (0.25, 0.75)
+             for s in (0, 1)]
+    base = [masked("mask_instead_of_crop", 0.5, s, 45 + s) for s in (0, 1)]
+    elsewhere = [masked("mask_instead_of_crop", 0.5, 0, 40, dataset="imagenette32")]
+    d = strength_rows(frame(sweep + base + elsewhere))
+    assert sorted(zip(d["value"], d["seed"], d["policy"])) == sorted(
+        [(v, s, f"mask_instead_of_crop-mask_ratio={v:g}") for v in (0.25, 0.75) for s in (0, 1)]
+        + [(0.5, s, "mask_instead_of_crop") for s in (0, 1)])
+    assert set(d["dataset"]) == {"cifar10"} and set(d["knob"]) == {"mask_ratio"}
+    # the sweep's own 0.5 at seed 0: the base's seed-0 run is not counted again
+    d = strength_rows(frame(sweep + base + [masked("mask_instead_of_crop-mask_ratio=0.5", 0.5, 0, 45)]))
+    assert sorted(d.loc[d["value"] == 0.5, "policy"]) == ["mask_instead_of_crop", "mask_instead_of_crop-mask_ratio=0.5"]
+    assert knob_value({"ops": [{"op": "random_resized_crop", "scale": [0.2, 1.0]}]}, "crop_scale") == 0.2
+    assert knob_value({"ops": [{"op": "color_jitter", "brightness": [0.6, 1.4]}]}, "color") == 0.5
+    assert knob_value({"ops": [{"op": "resize", "size": 32}]}, "mask_ratio") is None
