@@ -294,3 +294,20 @@ def test_the_cpu_strength_grids_extend_the_masking_and_crop_grids_runs(name, mas
         assert dataclasses.replace(c, policy=base).run_id in grid_ids, c.policy_name
     assert points == {(b, "mask_ratio", r) for b in ("resnet18", "vit_nano") for r in (0.25, 0.75)} | {
         ("resnet18", "crop_scale", s) for s in (0.2, 0.5, 1.0)}
+
+
+@pytest.mark.parametrize("name,masking,grid", [
+    ("crop_matters_cpu24_vit", "masking_cpu24", "crop_matters_cpu24"),
+    ("crop_matters_cpu24_vit_imagenette", "masking_cpu24_imagenette", "crop_matters_cpu24_imagenette")])
+def test_the_vit_crop_grids_hold_every_arm_and_reuse_the_masking_grids_vit_rows(name, masking, grid):
+    cfgs = expand(load_sweep(name))
+    assert len(cfgs) == 27 and {c.policy_name for c in cfgs} == EXPECTED_ARMS
+    assert [c.seed for c in cfgs] == sorted(c.seed for c in cfgs)
+    vit = {c.run_id for c in expand(load_sweep(masking)) if c.backbone == "vit_nano" and c.method == "simclr"}
+    assert {c.run_id for c in cfgs if c.policy_name in ("full", "no_crop")} == vit - {
+        c.run_id for c in expand(load_sweep(masking)) if c.policy_name == "mask_instead_of_crop"}
+    # the same scale and data as the ResNet grid: only the backbone and its optimizer differ
+    res = next(c for c in expand(load_sweep(grid)) if c.method == "simclr")
+    skip = {"backbone", "optimizer", "lr", "weight_decay", "policy", "seed"}
+    assert all({k: v for k, v in c.hashed_dict().items() if k not in skip} ==
+               {k: v for k, v in res.hashed_dict().items() if k not in skip} for c in cfgs)
