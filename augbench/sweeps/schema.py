@@ -5,7 +5,8 @@ A sweep file (see sweeps/*.yaml):
     base: {backbone: resnet18, epochs: 30}            # RunConfig fields shared by every run
     axes: {method: [simclr, byol], seed: [0, 1, 2],   # crossed; a policy axis may hold generators
            policy: [full, {leave_one_out: full}]}     # (augbench.augment.policy_specs)
-    include: [{method: simsiam, policy: full}]        # extra runs (base + entry), optional
+    include: [{method: simsiam, policy: full}]        # extra runs (base + entry), optional; an entry
+                                                      # whose policy is a generator: one run per policy
     exclude: [{method: byol, policy: no_crop}]        # drop crossed runs matching every key, optional
     slurm: {partition: gpu, gpus_per_node: 1, ...}    # submitit parameters, optional
                                                       # (tasks_per_node: DDP ranks per node, default
