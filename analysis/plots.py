@@ -262,13 +262,16 @@ def strength(df, out_dir, metric="knn_top1") -> FigureResult:
     panels = sorted(d.groupby(["knob", "dataset", "epochs"]).groups)
     res.title = (f"Strength curves: {_mlabel(metric)} vs {', '.join(sorted(d['knob'].unique()))} "
                  f"({', '.join(labels.value('backbone', b) for b in sorted(d['backbone'].unique()))})")
+    series = sorted(d["series"].unique())  # one colour per series in every panel
+    colours = dict(zip(series, sns.color_palette(n_colors=len(series))))
     fig, axes = _grid(len(panels), 5, 3.8)
     for ax, (knob, ds, ep) in zip(axes, panels):
         g = d[(d["knob"] == knob) & (d["dataset"] == ds) & (d["epochs"] == ep)]
-        sns.lineplot(g, x="value", y=metric, hue="series", marker="o", errorbar=t_errorbar, ax=ax)
+        sns.lineplot(g, x="value", y=metric, hue="series", hue_order=[x for x in series if x in set(g["series"])],
+                     palette=colours, marker="o", errorbar=t_errorbar, ax=ax)
         _dots(ax, _small(g, ["value", "series"]), "value", metric)
-        ax.set_title(f"{knob} · {labels.value('dataset', ds)} / {ep} ep\n(n={len(g)} runs; "
-                     f"{_interval_note(_group_sizes(g, ['value', 'series']))})", fontsize=9)
+        ax.set_title(f"{knob} · {labels.value('dataset', ds)} / {ep} ep (n={len(g)} runs)\n"
+                     f"{_interval_note(_group_sizes(g, ['value', 'series']))}", fontsize=8)
         ax.set_xticks(sorted(g["value"].unique()))
         ax.set_xlabel(knob)
         ax.set_ylabel(_mlabel(metric))
