@@ -119,6 +119,10 @@ def crop(df, metrics, alpha) -> Claim:
                   f"only-one per cell; {c.n_runs} runs of full, no_*, *_only).")
     c.text.append("Per method: " + "; ".join(f"{m}: **{s}** ({w})" for m, g in v.groupby("method")
                                               for s, w in [aggregate(list(g["answer"]))]) + ".")
+    if "backbone" in v and v["backbone"].nunique() > 1:  # a ConvNet and a ViT may not agree
+        c.text.append("Per backbone: " + "; ".join(f"{labels.value('backbone', b)}: **{s}** ({w})"
+                                                   for b, g in v.groupby("backbone")
+                                                   for s, w in [aggregate(list(g["answer"]))]) + ".")
     for ds, g in v.groupby("dataset", sort=True):
         c.text.append(f"On {labels.value('dataset', ds)}:")
         for r in g.sort_values(keys + ["metric", "verdict"]).to_dict("records"):

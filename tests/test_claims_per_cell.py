@@ -147,3 +147,14 @@ def test_the_crop_claim_gives_the_crop_scale_sweep_beside_its_verdicts():
     assert "  - simclr / resnet18 / cifar10 / 30 ep, knn_top1: 0.5: 4.10 (n=3); 1: 9.10 (n=3)." in text, text
     assert "imagenette32 / 30 ep, knn_top1: 0.5" not in text
     assert "by scale" not in "\n".join(claims.crop(frame(grid(CROP_AHEAD)), ["knn_top1"], 0.05).text)
+
+
+def test_the_crop_claim_says_per_backbone_where_there_are_several():
+    """Crop ahead on the ResNet, colour ahead on the ViT: each backbone's own answer beside the methods'."""
+    from test_verdicts_rules import CROP_AHEAD, grid
+
+    colour_ahead = {**CROP_AHEAD, "no_color": [55, 57, 56], "color_only": [60, 61, 60.5]}
+    rows = grid(CROP_AHEAD) + grid(colour_ahead, backbone="vit_tiny")
+    text = "\n".join(claims.crop(frame(rows), ["knn_top1"], 0.05).text)
+    assert "Per backbone: ResNet-18: **supported** (" in text and "; ViT-Tiny: **not supported** (" in text, text
+    assert "Per backbone" not in "\n".join(claims.crop(frame(grid(CROP_AHEAD)), ["knn_top1"], 0.05).text)
