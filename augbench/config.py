@@ -275,26 +275,18 @@ class RunConfig:
             # a named policy (written for 32 px CIFAR-10) outputs `image_size` and normalizes with its
             # data set's own statistics where they are known (Policy.for_size); it keeps its name,
             # which the analysis reads arms from
-            return self._adapt(Policy.named(self.policy))
-        if isinstance(self.policy, dict):
-            # A mapping is adapted the same way where it still has the registry's 32 px output or
-            # CIFAR-10 statistics: the sweep generators (leave-one-out, strength, ...) derive their
-            # policies from the registry's. Values a mapping sets otherwise are its own and stay.
-            return self._adapt(Policy.from_dict(self.policy), only_defaults=True)
+            return self.adapt_policy(Policy.named(self.policy))
+        if isinstance(self.policy, dict):  # a mapping is the user's (or a row's): taken as it is
+            return Policy.from_dict(self.policy)
         raise ConfigError(f"field 'policy' must be a policy name or mapping (got {type(self.policy).__name__})")
 
-    def _adapt(self, pol, only_defaults: bool = False):
-        from augbench.augment.ops import CIFAR10_MEAN, CIFAR10_STD
+    def adapt_policy(self, pol):
+        """A policy written for 32 px CIFAR-10 (the registry's, or one a sweep generator derived from
+        them) adapted to this run's image_size and data set, keeping its name."""
         from augbench.augment.sizing import DATASET_STATS
 
         stats = self.dataset if self.dataset in DATASET_STATS and self.dataset != "cifar10" else None
         size = self.image_size if isinstance(self.image_size, int) and self.image_size != 32 else None
-        if only_defaults:
-            if pol.output_size is not None and tuple(pol.output_size) != (32, 32):
-                size = None
-            norm = pol.params("normalize") if pol.has("normalize") else None
-            if norm and (tuple(norm["mean"]), tuple(norm["std"])) != (tuple(CIFAR10_MEAN), tuple(CIFAR10_STD)):
-                stats = None
         if (stats and pol.has("normalize")) or (size and pol.output_size is not None):
             pol = pol.for_size(size, stats, name=pol.name)
         return pol

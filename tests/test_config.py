@@ -102,18 +102,17 @@ def test_a_named_policy_follows_the_dataset_stats_and_image_size_and_keeps_its_n
 
 
 def test_a_generated_policy_adapts_like_the_named_policy_it_comes_from():
-    """Sweep generators give mappings derived from the registry's 32 px CIFAR-10 policies: they
-    follow image_size and the data set's statistics as named policies do, and keep their name."""
-    from augbench.augment.policy import Policy, strength_sweep
+    """Sweep generators derive their policies from the registry's 32 px CIFAR-10 ones: a sweep adapts
+    them to each run's image_size and data set as a named policy is, keeping their name."""
+    from augbench.sweeps import expand, sweep_from_dict
 
-    gen = strength_sweep(Policy.named("mask_instead_of_crop"), "mask_ratio", [0.5])[0].to_dict()
+    gen = {"strength": "mask_ratio", "base": "mask_instead_of_crop", "values": [0.5]}
     for kw in ({"dataset": "imagenette32", "image_size": 24}, {"image_size": 48}, {"dataset": "imagenette32"}, {}):
-        named, mapped = RunConfig(policy="mask_instead_of_crop", **kw).policy_obj(), RunConfig(policy=gen, **kw).policy_obj()
-        assert mapped.ops == named.ops and mapped.name == gen["name"], kw
-    # the recorded spec is the adapted one, and it hashes as the run did (rows verify retrains from it)
-    c = RunConfig(policy=gen, dataset="imagenette32", image_size=24)
-    assert c.policy_obj().output_size == (24, 24)
-    assert RunConfig(policy=c.to_dict()["policy"], dataset="imagenette32", image_size=24).run_id == c.run_id
+        (c,) = expand(sweep_from_dict({"name": "t", "base": {"epochs": 1, **kw}, "axes": {"policy": [gen]}}))
+        named = RunConfig(policy="mask_instead_of_crop", **kw).policy_obj()
+        assert c.policy_obj().ops == named.ops and c.policy_name == "mask_instead_of_crop-mask_ratio=0.5", kw
+        # the recorded spec is the adapted one, and it hashes as the run did (rows verify retrains from it)
+        assert RunConfig(policy=c.to_dict()["policy"], epochs=1, **kw).run_id == c.run_id
 
 
 def test_a_mapping_keeps_the_size_and_statistics_it_sets_itself():

@@ -16,12 +16,13 @@ class PolicySpecError(UserError):
     """A bad policy entry; the message names where it is (file and axis index)."""
 
 
-def expand_policies(items: list[Any], where: str) -> list[Any]:
-    """Policy axis entries -> policy names or dicts. Generators come from augbench.augment.policy."""
+def expand_policies(items: list[Any], where: str, start: int = 0) -> list[Any]:
+    """Policy axis entries -> policy names or dicts. Generators come from augbench.augment.policy.
+    `start`: the index of the first entry, for error messages."""
     from augbench.augment import policy as P
 
     out: list[Any] = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(items, start):
         at = f"{where}[{i}]"
         if isinstance(item, str):
             try:

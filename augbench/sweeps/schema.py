@@ -175,17 +175,24 @@ def _matches(run: dict[str, Any], partial: dict[str, Any]) -> bool:
 def expand(sweep: Sweep) -> list[RunConfig]:
     """Every run of the sweep as a validated RunConfig, seed-major, identical runs once."""
     axes = dict(sweep.axes)
+    generated: set[int] = set()  # ids of the policy dicts a generator made (adapted per run below)
     if "policy" in axes:
+        pols = []
         try:
-            axes["policy"] = expand_policies(axes["policy"], f"{sweep.source}: axes.policy")
+            for i, item in enumerate(axes["policy"]):
+                out = expand_policies([item], f"{sweep.source}: axes.policy", start=i)
+                if isinstance(item, dict) and any(g in item for g in POLICY_GENERATORS):
+                    generated.update(id(p) for p in out)
+                pols += out
         except PolicySpecError as e:
             raise SweepError(str(e)) from None
+        axes["policy"] = pols
     keys = list(axes)
     dicts = []
     for combo in itertools.product(*(axes[k] for k in keys)):
         run = {**sweep.base, **dict(zip(keys, combo))}
         if not any(_matches(run, ex) for ex in sweep.exclude):
-            dicts.append(run)
+            dicts.append(_adapted(run) if id(run.get("policy")) in generated else run)
     for i, inc in enumerate(sweep.include):
         run = {**sweep.base, **inc}
         pol = run.get("policy")
@@ -197,7 +204,7 @@ def expand(sweep: Sweep) -> list[RunConfig]:
                 pols = expand_policies([pol], f"{sweep.source}: include[{i}].policy")
             except PolicySpecError as e:
                 raise SweepError(str(e)) from None
-            dicts.extend({**run, "policy": p} for p in pols)
+            dicts.extend(_adapted({**run, "policy": p}) for p in pols)
             continue
         dicts.append(run)
     configs, seen = [], set()
@@ -210,6 +217,17 @@ def expand(sweep: Sweep) -> list[RunConfig]:
     if not configs:
         raise SweepError(f"{sweep.source}: the sweep expands to no runs (check axes and exclude)")
     return seed_major(configs)
+
+
+def _adapted(run: dict[str, Any]) -> dict[str, Any]:
+    """A run whose policy a generator derived from the registry's (written for 32 px CIFAR-10): the
+    policy adapted to the run's image_size and data set, as a named policy is (RunConfig.adapt_policy).
+    A mapping written in the file is the user's and stays as it is."""
+    from augbench.augment.policy import Policy
+
+    at = {f.name: run[f.name] for f in fields(RunConfig) if f.name in ("image_size", "dataset") and f.name in run}
+    pol = RunConfig(**at).adapt_policy(Policy.from_dict(run["policy"]))
+    return {**run, "policy": pol.to_dict()}
 
 
 def seed_major(configs: list[RunConfig]) -> list[RunConfig]:
