@@ -181,7 +181,7 @@ def expand(sweep: Sweep) -> list[RunConfig]:
         try:
             for i, item in enumerate(axes["policy"]):
                 out = expand_policies([item], f"{sweep.source}: axes.policy", start=i)
-                if isinstance(item, dict) and any(g in item for g in POLICY_GENERATORS):
+                if _is_generator(item):
                     generated.update(id(p) for p in out)
                 pols += out
         except PolicySpecError as e:
@@ -198,7 +198,7 @@ def expand(sweep: Sweep) -> list[RunConfig]:
         pol = run.get("policy")
         if isinstance(pol, list):
             raise SweepError(f"{sweep.source}: include entries take one policy, got a list")
-        if isinstance(pol, dict) and any(g in pol for g in POLICY_GENERATORS):
+        if _is_generator(pol):
             # a generator (strength, leave_one_out, ...) in an include entry: one run per policy it makes
             try:
                 pols = expand_policies([pol], f"{sweep.source}: include[{i}].policy")
@@ -219,13 +219,17 @@ def expand(sweep: Sweep) -> list[RunConfig]:
     return seed_major(configs)
 
 
+def _is_generator(policy: Any) -> bool:
+    return isinstance(policy, dict) and any(g in policy for g in POLICY_GENERATORS)
+
+
 def _adapted(run: dict[str, Any]) -> dict[str, Any]:
     """A run whose policy a generator derived from the registry's (written for 32 px CIFAR-10): the
     policy adapted to the run's image_size and data set, as a named policy is (RunConfig.adapt_policy).
     A mapping written in the file is the user's and stays as it is."""
     from augbench.augment.policy import Policy
 
-    at = {f.name: run[f.name] for f in fields(RunConfig) if f.name in ("image_size", "dataset") and f.name in run}
+    at = {k: run[k] for k in ("image_size", "dataset") if k in run}
     pol = RunConfig(**at).adapt_policy(Policy.from_dict(run["policy"]))
     return {**run, "policy": pol.to_dict()}
 
